@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures and the machine they ran on."""

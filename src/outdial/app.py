@@ -1,0 +1,69 @@
+"""The ASGI application: `create_app(settings)` wires routers, errors and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from outdial import __version__
+from outdial.assistant.endpoints import router as assistant_router
+from outdial.call.endpoints import router as call_router
+from outdial.campaign.endpoints import router as campaign_router
+from outdial.config import Settings
+from outdial.database import create_engine, create_sessionmaker, migrate
+from outdial.errors import install_handlers
+from outdial.phone_number.endpoints import router as phone_number_router
+from outdial.recipient_list.endpoints import router as recipient_list_router
+from outdial.secrets_store import CredentialBox, load_or_create_key
+
+log = logging.getLogger("outdial")
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url
+        if run_migrations:
+            await migrate(url)
+        engine = create_engine(url)
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.credential_box = CredentialBox(load_or_create_key(secret, settings.data_dir))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="outdial",
+        version=__version__,
+        summary="Outbound AI voice-call campaigns",
+        lifespan=lifespan,
+    )
+    install_handlers(app)
+    for router in (
+        campaign_router,
+        recipient_list_router,
+        phone_number_router,
+        assistant_router,
+        call_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> str:
+        return f'outdial_info{{version="{__version__}"}} 1\n'
+
+    return app

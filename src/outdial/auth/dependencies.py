@@ -1,0 +1,33 @@
+"""The request dependency that turns `Authorization` + `X-User-ID` into the caller's user id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outdial.auth import service
+from outdial.database import get_session
+from outdial.errors import Unauthorized
+
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="API key (`Authorization: Bearer sk_live_…`)")
+_user_header = APIKeyHeader(
+    name="X-User-ID", auto_error=False, description="The user id the API key belongs to."
+)
+
+
+async def current_user_id(
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_user_id: Annotated[str | None, Depends(_user_header)],
+) -> str:
+    if credentials is None or not x_user_id or not credentials.credentials.strip():
+        raise Unauthorized()
+    return await service.authenticate(session, credentials.credentials.strip(), x_user_id.strip())
+
+
+UserId = Annotated[str, Depends(current_user_id)]

@@ -1,0 +1,223 @@
+"""Campaign queries: recipients in bulk, the list snapshot, and the `counts` counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outdial.campaign.state import COUNT_KEYS, RECIPIENT_WAITING
+from outdial.models import (
+    Assistant,
+    Campaign,
+    CampaignCount,
+    CampaignRecipient,
+    PhoneNumber,
+    RecipientList,
+    RecipientListRow,
+    utcnow,
+)
+from outdial.models.base import JSONType
+from outdial.schemas import Page
+
+_CHUNK = 5_000
+
+
+async def init_counts(session: AsyncSession, campaign_id: str) -> None:
+    await session.execute(
+        insert(CampaignCount),
+        [{"campaign_id": campaign_id, "name": key, "value": 0} for key in COUNT_KEYS],
+    )
+
+
+async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
+    """Apply counter deltas in place (`value = value + d`): no read-modify-write race."""
+    for name, delta in deltas.items():
+        if delta:
+            await session.execute(
+                update(CampaignCount)
+                .where(CampaignCount.campaign_id == campaign_id, CampaignCount.name == name)
+                .values(value=CampaignCount.value + delta)
+            )
+
+
+async def read_counts(
+    session: AsyncSession, campaign_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = {cid: dict.fromkeys(COUNT_KEYS, 0) for cid in campaign_ids}
+    query = select(CampaignCount).where(CampaignCount.campaign_id.in_(campaign_ids))
+    for row in (await session.scalars(query)).all():
+        result[row.campaign_id][row.name] = int(row.value)
+    return result
+
+
+async def numbers_present(
+    session: AsyncSession, campaign_id: str, numbers: Iterable[str]
+) -> set[str]:
+    wanted = list(numbers)
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        query = select(CampaignRecipient.phone_number).where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.phone_number.in_(wanted[start : start + _CHUNK]),
+        )
+        found.update((await session.scalars(query)).all())
+    return found
+
+
+async def insert_recipients(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        await session.execute(insert(CampaignRecipient), rows[start : start + _CHUNK])
+
+
+def _already_in_campaign(campaign_id: str) -> Any:
+    return exists().where(
+        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.phone_number == RecipientListRow.phone_number,
+    )
+
+
+async def snapshot_list(session: AsyncSession, campaign: Campaign, list_id: str) -> dict[str, int]:
+    """Copy a list's rows into the campaign's recipients; numbers already there are skipped.
+
+    Runs as one INSERT … SELECT, so a million-row list never passes through Python.
+    Returns the counter deltas.
+    """
+    duplicate = _already_in_campaign(campaign.id)
+    duplicates = (
+        await session.scalar(
+            select(func.count())
+            .select_from(RecipientListRow)
+            .where(RecipientListRow.list_id == list_id, duplicate)
+        )
+        or 0
+    )
+    total = (
+        await session.scalar(
+            select(func.count())
+            .select_from(RecipientListRow)
+            .where(RecipientListRow.list_id == list_id)
+        )
+        or 0
+    )
+    source = select(
+        literal(campaign.id),
+        RecipientListRow.position + campaign.last_position,
+        RecipientListRow.phone_number,
+        RecipientListRow.row_metadata,
+        literal({}, JSONType),
+        case((duplicate, "skipped"), else_="pending"),
+        case((duplicate, "duplicate"), else_=None),
+        literal(0),
+        literal(utcnow(), CampaignRecipient.updated_at.type),
+    ).where(RecipientListRow.list_id == list_id)
+    columns = [
+        "campaign_id",
+        "position",
+        "phone_number",
+        "metadata",
+        "assistant_overrides",
+        "status",
+        "status_reason",
+        "attempts",
+        "updated_at",
+    ]
+    await session.execute(insert(CampaignRecipient).from_select(columns, source))
+    campaign.last_position += int(total)
+    return {"total": int(total), "pending": int(total - duplicates), "skipped": int(duplicates)}
+
+
+async def cancel_waiting(session: AsyncSession, campaign_id: str) -> dict[str, int]:
+    """Cancel every recipient no live call holds; the campaign row must be locked."""
+    waiting = and_(
+        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.status.in_(RECIPIENT_WAITING),
+    )
+    grouped = await session.execute(
+        select(CampaignRecipient.status, func.count())
+        .where(waiting)
+        .group_by(CampaignRecipient.status)
+    )
+    deltas: dict[str, int] = {}
+    for status, number in grouped.all():
+        deltas[status] = -int(number)
+        deltas["cancelled"] = deltas.get("cancelled", 0) + int(number)
+    if deltas:
+        await session.execute(
+            update(CampaignRecipient)
+            .where(waiting)
+            .values(
+                status="cancelled",
+                status_reason="campaign stopped",
+                next_attempt_at=None,
+                updated_at=utcnow(),
+            )
+        )
+    return deltas
+
+
+def recipients_query(campaign_id: str, status: str | None, page: Page) -> Select[Any]:
+    """Dense positions make the unfiltered page a range scan, however deep the offset."""
+    query = select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign_id)
+    if status is None:
+        query = query.where(CampaignRecipient.position > page.offset)
+    else:
+        query = query.where(CampaignRecipient.status == status).offset(page.offset)
+    return query.order_by(CampaignRecipient.position).limit(page.limit)
+
+
+async def recipients_in_order(
+    session: AsyncSession, campaign_id: str, after_position: int, limit: int
+) -> Sequence[CampaignRecipient]:
+    query = (
+        select(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.position > after_position,
+        )
+        .order_by(CampaignRecipient.position)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def related(
+    session: AsyncSession, campaigns: Sequence[Campaign]
+) -> tuple[dict[str, Assistant], dict[str, PhoneNumber], dict[str, RecipientList]]:
+    """The assistants, numbers and lists a page of campaigns names, in three queries."""
+    assistant_ids = {c.assistant_id for c in campaigns}
+    number_ids = {c.phone_number_id for c in campaigns}
+    list_ids = {c.recipient_list_id for c in campaigns if c.recipient_list_id}
+    assistants = (
+        await session.scalars(select(Assistant).where(Assistant.id.in_(assistant_ids)))
+    ).all()
+    numbers = (
+        await session.scalars(select(PhoneNumber).where(PhoneNumber.id.in_(number_ids)))
+    ).all()
+    lists = (
+        await session.scalars(select(RecipientList).where(RecipientList.id.in_(list_ids)))
+    ).all()
+    return (
+        {a.id: a for a in assistants},
+        {n.id: n for n in numbers},
+        {rl.id: rl for rl in lists},
+    )
+
+
+def campaigns_query(user_id: str, status: str | None) -> Select[Any]:
+    query = select(Campaign).where(Campaign.user_id == user_id)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    return query
