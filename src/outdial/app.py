@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from outdial import __version__
 from outdial.assistant.endpoints import router as assistant_router
@@ -16,6 +17,7 @@ from outdial.campaign.endpoints import router as campaign_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.errors import install_handlers
+from outdial.metrics import exposition, observe
 from outdial.phone_number.endpoints import router as phone_number_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
 from outdial.secrets_store import CredentialBox, load_or_create_key
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         lifespan=lifespan,
     )
     install_handlers(app)
+    app.middleware("http")(observe)
     for router in (
         campaign_router,
         recipient_list_router,
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         return {"status": "ok", "version": __version__}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-    async def metrics() -> str:
-        return f'outdial_info{{version="{__version__}"}} 1\n'
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -26,17 +26,39 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy, not the sqlite3 module, decides when a transaction begins (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Writers take SQLite's write lock up front (BEGIN IMMEDIATE).
+
+    A transaction that reads and then writes would otherwise fail at once with "database is
+    locked" when another writer got there between its read and its write; waiting for the
+    lock at BEGIN lets busy_timeout do its job. Readers keep a plain BEGIN.
+    """
+    immediate = connection.get_execution_options().get(WRITE_OPTION)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+WRITE_OPTION = "outdial_writes"
+
+
+async def begin_writing(session: AsyncSession) -> None:
+    """Declare, before the first statement, that this session's transaction will write."""
+    await session.connection(execution_options={WRITE_OPTION: True})
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -68,6 +90,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                await begin_writing(session)
             yield session
             await session.commit()
         except BaseException:

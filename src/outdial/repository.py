@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from outdial.ids import is_well_formed
 from outdial.schemas import Page
@@ -32,7 +33,7 @@ async def page_of(
     session: AsyncSession,
     query: Select[Any],
     page: Page,
-    *order_by: ColumnElement[Any],
+    *order_by: ColumnElement[Any] | InstrumentedAttribute[Any],
 ) -> tuple[Sequence[Any], int]:
     """One page of `query` and the total it would return without paging."""
     total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))

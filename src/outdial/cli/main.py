@@ -15,6 +15,7 @@ from outdial.cli.lists import import_file
 from outdial.cli.runtime import transaction
 from outdial.cli.serve import serve_command
 from outdial.config import Settings
+from outdial.database import migrate
 
 app = typer.Typer(help="outdial: outbound AI voice-call campaigns.", no_args_is_help=True)
 users = typer.Typer(help="Users (tenants).", no_args_is_help=True)
@@ -31,6 +32,14 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+@app.command("migrate")
+def migrate_command() -> None:
+    """Bring the configured database to the newest schema (serve does this at start)."""
+    settings = Settings()
+    run(migrate(settings.resolved_database_url))
+    console.print(f"migrated {settings.resolved_database_url}")
+
+
 @users.command("create")
 def users_create(name: Annotated[str, typer.Argument(help="A name for the user.")]) -> None:
     """Create a user and print its id."""
@@ -39,7 +48,7 @@ def users_create(name: Annotated[str, typer.Argument(help="A name for the user."
         async with transaction(Settings()) as session:
             return (await auth_service.create_user(session, name)).id
 
-    console.print(run(go()))
+    print(run(go()))
 
 
 @users.command("list")
@@ -71,7 +80,7 @@ def keys_create(
             return await auth_service.create_key(session, user_id, label)
 
     issued = run(go())
-    console.print(f"key id:  {issued.id}\napi key: {issued.key}\nuser id: {issued.user_id}")
+    print(f"key id:  {issued.id}\napi key: {issued.key}\nuser id: {issued.user_id}")
 
 
 @keys.command("revoke")

@@ -44,8 +44,10 @@ def serve_command(
     local_key: Annotated[bool, typer.Option(help="Print a fresh key for the local user.")] = True,
 ) -> None:
     """Run the API on the configured database (default: SQLite in ./data)."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = Settings()
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
     console = Console()
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"outdial on [bold]{base}[/bold]  (API docs: {base}/docs)")

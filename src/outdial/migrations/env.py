@@ -1,7 +1,7 @@
 """Alembic environment: runs migrations over the async engine on SQLite or PostgreSQL."""
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -13,7 +13,7 @@ from outdial.models.base import UTCDateTime
 target_metadata = Base.metadata
 
 
-def _render_item(kind: str, item: Any, autogen_context: Any) -> str | bool:
+def _render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[False]:
     """Migrations name plain SQLAlchemy types, so they never import application code."""
     if kind == "type" and isinstance(item, UTCDateTime):
         return "sa.DateTime(timezone=True)"
