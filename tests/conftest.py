@@ -56,6 +56,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         data_dir=tmp_path_factory.mktemp("data"),
         secret_key=Fernet.generate_key().decode(),
         max_upload_bytes=2 * 1024 * 1024,
+        dialer=False,
     )
 
 

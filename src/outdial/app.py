@@ -5,22 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from outdial import __version__
+from outdial import __version__, services
 from outdial.assistant.endpoints import router as assistant_router
+from outdial.auth.dependencies import require_all_credentials
 from outdial.call.endpoints import router as call_router
 from outdial.campaign.endpoints import router as campaign_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
-from outdial.errors import install_handlers
+from outdial.errors import document_errors, install_handlers
 from outdial.metrics import exposition, observe
 from outdial.phone_number.endpoints import router as phone_number_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
 from outdial.secrets_store import CredentialBox, load_or_create_key
+from outdial.telephony.webhooks import router as telephony_router
 
 log = logging.getLogger("outdial")
 
@@ -40,7 +43,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.credential_box = CredentialBox(load_or_create_key(secret, settings.data_dir))
         try:
-            yield
+            async with services.running(app, settings, simulator):
+                yield
         finally:
             await engine.dispose()
 
@@ -52,6 +56,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     install_handlers(app)
     app.middleware("http")(observe)
+    app.include_router(telephony_router)
+    simulator = services.mount_simulator(app, settings)
     for router in (
         campaign_router,
         recipient_list_router,
@@ -69,4 +75,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(require_all_credentials(FastAPI.openapi(app)))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

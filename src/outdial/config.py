@@ -38,6 +38,18 @@ class Settings(BaseSettings):
         description="Fernet key for provider credentials; generated into data_dir when absent.",
     )
     telephony: Literal["live", "simulated"] = "simulated"
+    simulator_url: str | None = Field(
+        default=None,
+        description="A standalone simulator (`outdial simulator`); default: the one built in.",
+    )
+    dialer: bool = Field(default=True, description="Run a dialer worker inside `serve`.")
+    dialer_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How long a worker holds a claimed call before others step in.",
+    )
+    dialer_sweep_seconds: float = Field(default=1.0, gt=0)
+    dialer_reap_seconds: float = Field(default=5.0, gt=0)
     default_region: str = Field(default="US", min_length=2, max_length=2)
     max_upload_bytes: int = 256 * 1024 * 1024
     log_level: str = "INFO"

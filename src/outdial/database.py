@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,21 @@ async def migrate(url: str) -> None:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(_upgrade, url)
+
+
+@asynccontextmanager
+async def write_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One short write transaction for a worker step or a CLI command; commits on success."""
+    async with sessionmaker() as session:
+        await begin_writing(session)
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

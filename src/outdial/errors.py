@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 
@@ -56,9 +58,79 @@ class Invalid(OutdialError):
         return error
 
 
+class ErrorResponse(JSONResponse):
+    """JSON that always encodes: text a client sent (a lone surrogate in a key) may be echoed."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
+
+
+def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 items minus `input` and `ctx`: a rejected value (a credential, say) is
+    never sent back; where it was and what was wrong with it are."""
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(OutdialError)
     async def _render(_request: Request, exc: OutdialError) -> JSONResponse:
-        return JSONResponse(
+        return ErrorResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _render_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return ErrorResponse({"detail": validation_problems(exc)}, status_code=422)
+
+
+_ERROR_STATUSES = {
+    "400": "The body could not be parsed (not JSON, not UTF-8, or a broken multipart form).",
+    "401": "Missing or invalid credentials: `Authorization: Bearer <key>` and `X-User-ID`.",
+    "404": "No such resource for this user; another user's ids are unknown ids.",
+    "409": "The resource's current state does not allow this request.",
+    "413": "The uploaded file is larger than the configured limit.",
+}
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {}}]}},
+}
+
+
+def _error_statuses(method: str, operation: dict[str, Any]) -> list[str]:
+    has_body = "requestBody" in operation
+    has_path = any(p.get("in") == "path" for p in operation.get("parameters", []))
+    content = operation.get("requestBody", {}).get("content", {})
+    statuses = ["401"] if operation.get("security") else []
+    if has_path or has_body:
+        statuses.append("404")
+    if statuses and method != "get":
+        statuses.append("409")
+    if has_body:
+        statuses.append("400")
+    if "multipart/form-data" in content:
+        statuses.append("413")
+    return statuses
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the `{"detail": …}` answers each operation can give to its OpenAPI responses."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+    reference = {"$ref": "#/components/schemas/Error"}
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status in _error_statuses(method, operation):
+                responses.setdefault(
+                    status,
+                    {
+                        "description": _ERROR_STATUSES[status],
+                        "content": {"application/json": {"schema": reference}},
+                    },
+                )
+    return schema

@@ -30,16 +30,18 @@ async def get(session: AsyncSession, user_id: str, assistant_id: str) -> Assista
     return assistant
 
 
-async def _check_phone_number(session: AsyncSession, user_id: str, config: AssistantConfig) -> None:
-    if config.phone_number_id and not await get_owned(
-        session, PhoneNumber, user_id, config.phone_number_id
+async def _check_phone_number(
+    session: AsyncSession, user_id: str, phone_number_id: str | None
+) -> None:
+    if phone_number_id is not None and not await get_owned(
+        session, PhoneNumber, user_id, phone_number_id
     ):
         raise NotFound("Phone number")
 
 
 async def create(session: AsyncSession, user_id: str, body: AssistantCreate) -> Assistant:
     config = AssistantConfig.model_validate(body.model_dump(exclude={"name"}))
-    await _check_phone_number(session, user_id, config)
+    await _check_phone_number(session, user_id, config.phone_number_id)
     assistant = Assistant(
         id=new_id("asst"), user_id=user_id, name=body.name, config=config.model_dump(mode="json")
     )
@@ -69,7 +71,8 @@ async def update(
         config = AssistantConfig.model_validate(merge_config(assistant.config, changes))
     except ValidationError as exc:
         raise invalid_from(exc, ["body"]) from None
-    await _check_phone_number(session, user_id, config)
+    # Only a new link is checked: a linked number deleted since must not block other edits.
+    await _check_phone_number(session, user_id, changes.get("phone_number_id"))
     if name is not None:
         assistant.name = name
     assistant.config = config.model_dump(mode="json")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -31,3 +31,13 @@ async def current_user_id(
 
 
 UserId = Annotated[str, Depends(current_user_id)]
+
+
+def require_all_credentials(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI lists each security dependency as an alternative; outdial needs both headers."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            requirements = operation.get("security") or []
+            if len(requirements) > 1:
+                operation["security"] = [{k: v for item in requirements for k, v in item.items()}]
+    return schema

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from outdial.auth.dependencies import Session, UserId
 from outdial.call import service
-from outdial.call.schemas import Call, CallStatus
+from outdial.call.schemas import Call, CallCreate, CallStatus, CallUpdate
+from outdial.dialer import control
+from outdial.dialer.sender import Sender
+from outdial.dialer.worker import dialer_settings
 from outdial.models import Call as CallRow
 from outdial.schemas import Page, page_params, set_total
 
@@ -37,3 +40,28 @@ async def list_calls(
 @router.get("/{call_id}", response_model=Call)
 async def get_call(call_id: str, session: Session, user_id: UserId) -> Call:
     return to_schema(await service.get(session, user_id, call_id))
+
+
+@router.post("", response_model=Call)
+async def create_call(
+    body: CallCreate, request: Request, session: Session, user_id: UserId
+) -> Call:
+    """Place one call now; the response shows it once the provider has taken it (or refused)."""
+    settings = dialer_settings(request.app.state.settings)
+    region = request.app.state.settings.default_region
+    job = await service.create(session, user_id, body, region, settings.lease)
+    await session.commit()
+    await Sender(request.app.state.sessionmaker, request.app.state.carriers, settings).send(job)
+    session.expire_all()
+    return to_schema(await service.get(session, user_id, job.call_id))
+
+
+@router.patch("/{call_id}", response_model=Call)
+async def update_call(
+    call_id: str, body: CallUpdate, request: Request, session: Session, user_id: UserId
+) -> Call:
+    call = await service.update(session, user_id, call_id, body)
+    await session.commit()
+    if body.action == "hangup":
+        await control.hang_up(request.app.state.sessionmaker, request.app.state.carriers, [call.id])
+    return to_schema(call)

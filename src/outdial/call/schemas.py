@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from outdial.schemas import ResponseModel, Timestamp
+from pydantic import Field
+
+from outdial.schemas import RequestModel, ResponseModel, Timestamp
 
 CallStatus = Literal[
     "queued",
@@ -52,3 +54,22 @@ class Call(ResponseModel):
     per_turn_latency: list[Any] | None
     assistant_config: dict[str, Any] | None
     transcript: list[Any] | None
+
+
+class CallCreate(RequestModel):
+    """A single call, placed through the same engine as campaign calls."""
+
+    phone_number_id: str = Field(max_length=64, description="The caller number to call from.")
+    to_number: str = Field(min_length=1, max_length=40, description="E.164 destination.")
+    assistant_id: str | None = Field(
+        default=None, max_length=64, description="Default: the phone number's assistant."
+    )
+    label: str | None = Field(default=None, max_length=200)
+
+
+class CallUpdate(RequestModel):
+    label: str | None = Field(default=None, max_length=200)
+    recording_enabled: bool | None = None
+    action: Literal["hangup", "transfer"] | None = None
+    to: str | None = Field(default=None, max_length=40)
+    mode: Literal["warm", "cold"] | None = None

@@ -1,14 +1,21 @@
-"""Calls: read them (placing calls is the dialer's job)."""
+"""Calls: read them, place a single one, label or hang one up."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.call import repository
-from outdial.errors import NotFound
-from outdial.models import Call
+from outdial.call.schemas import CallCreate, CallUpdate
+from outdial.dialer.claim import DialJob, new_secret
+from outdial.errors import Conflict, Invalid, NotFound
+from outdial.ids import new_id
+from outdial.models import Assistant, Call, PhoneNumber, utcnow
+from outdial.models.call import LIVE_STATUSES
+from outdial.phones import InvalidPhoneNumber, normalize_e164
 from outdial.repository import get_owned
 from outdial.schemas import Page
 
@@ -29,3 +36,59 @@ async def page(
     status: str | None = None,
 ) -> tuple[Sequence[Call], int]:
     return await repository.page(session, user_id, page, campaign_id=campaign_id, status=status)
+
+
+async def create(
+    session: AsyncSession, user_id: str, body: CallCreate, region: str, lease: timedelta
+) -> DialJob:
+    """Open the call row (the dial happens after commit); 409 if that person is on a call."""
+    number = await get_owned(session, PhoneNumber, user_id, body.phone_number_id)
+    if number is None:
+        raise NotFound("Phone number")
+    assistant_id = body.assistant_id or number.assistant_id
+    if assistant_id is None:
+        raise Invalid(
+            ["body", "assistant_id"], "assistant_id is required: the phone number has no assistant"
+        )
+    if await get_owned(session, Assistant, user_id, assistant_id) is None:
+        raise NotFound("Assistant")
+    try:
+        to_number = normalize_e164(body.to_number, region)
+    except InvalidPhoneNumber as exc:
+        raise Invalid(["body", "to_number"], str(exc)) from None
+    secret, secret_hash = new_secret()
+    now = utcnow()
+    call = Call(
+        id=new_id("call"),
+        user_id=user_id,
+        phone_number_id=number.id,
+        assistant_id=assistant_id,
+        provider=number.provider,
+        direction="outbound",
+        to_number=to_number,
+        from_number=number.phone_number,
+        status="queued",
+        label=body.label,
+        secret_hash=secret_hash,
+        lease_owner="api",
+        lease_expires_at=now + lease,
+    )
+    session.add(call)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"A call to {to_number} is already live") from None
+    return DialJob(call.id, None, number.id, to_number, secret, now)
+
+
+async def update(session: AsyncSession, user_id: str, call_id: str, body: CallUpdate) -> Call:
+    """Label changes; `hangup` needs a live call (the hang-up itself happens after commit)."""
+    call = await get(session, user_id, call_id)
+    if "label" in body.model_fields_set:
+        call.label = body.label
+    if body.action == "transfer":
+        raise Conflict("Transfers need the voice runtime, which this server does not run yet")
+    if body.action == "hangup" and call.status not in LIVE_STATUSES:
+        raise Conflict(f"Call is {call.status}: only a live call can be hung up")
+    await session.flush()
+    return call

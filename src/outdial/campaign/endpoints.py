@@ -9,7 +9,7 @@ from outdial.auth.dependencies import Session, UserId
 from outdial.call import service as call_service
 from outdial.call.endpoints import to_schema as call_schema
 from outdial.call.schemas import Call, CallStatus
-from outdial.campaign import lifecycle, repository, service
+from outdial.campaign import lifecycle, service
 from outdial.campaign.schemas import (
     Campaign,
     CampaignCreate,
@@ -19,6 +19,7 @@ from outdial.campaign.schemas import (
     StopRequest,
 )
 from outdial.campaign.state import RECIPIENT_STATUSES
+from outdial.dialer import control
 from outdial.models import Campaign as CampaignRow
 from outdial.models import CampaignRecipient as RecipientRow
 from outdial.schemas import Page, page_params, set_total
@@ -78,28 +79,60 @@ async def delete_campaign(campaign_id: str, session: Session, user_id: UserId) -
 
 
 @router.post("/{campaign_id}/start", response_model=Campaign)
-async def start_campaign(campaign_id: str, session: Session, user_id: UserId) -> Campaign:
-    return await _one(session, await lifecycle.start(session, user_id, campaign_id))
+async def start_campaign(
+    campaign_id: str, request: Request, session: Session, user_id: UserId
+) -> Campaign:
+    campaign = await lifecycle.start(session, user_id, campaign_id)
+    await session.commit()
+    _wake(request, campaign.id)
+    return await _one(session, campaign)
 
 
 @router.post("/{campaign_id}/pause", response_model=Campaign)
-async def pause_campaign(campaign_id: str, session: Session, user_id: UserId) -> Campaign:
-    return await _one(session, await lifecycle.pause(session, user_id, campaign_id))
+async def pause_campaign(
+    campaign_id: str, request: Request, session: Session, user_id: UserId
+) -> Campaign:
+    """No call is placed after this returns; live calls finish normally."""
+    campaign = await lifecycle.pause(session, user_id, campaign_id)
+    await session.commit()
+    await control.settle(request.app.state.sessionmaker, campaign.id)
+    return await _one(session, campaign)
 
 
 @router.post("/{campaign_id}/resume", response_model=Campaign)
-async def resume_campaign(campaign_id: str, session: Session, user_id: UserId) -> Campaign:
-    return await _one(session, await lifecycle.resume(session, user_id, campaign_id))
+async def resume_campaign(
+    campaign_id: str, request: Request, session: Session, user_id: UserId
+) -> Campaign:
+    campaign = await lifecycle.resume(session, user_id, campaign_id)
+    await session.commit()
+    _wake(request, campaign.id)
+    return await _one(session, campaign)
 
 
 @router.post("/{campaign_id}/stop", response_model=Campaign)
 async def stop_campaign(
     campaign_id: str,
+    request: Request,
     session: Session,
     user_id: UserId,
     body: Annotated[StopRequest | None, Body()] = None,
 ) -> Campaign:
-    return await _one(session, await lifecycle.stop(session, user_id, campaign_id))
+    """Recipients not yet dialed are cancelled; `hangup_active` also ends the live calls."""
+    campaign = await lifecycle.stop(session, user_id, campaign_id)
+    await session.commit()
+    sessionmaker = request.app.state.sessionmaker
+    await control.settle(sessionmaker, campaign.id)
+    if body is not None and body.hangup_active:
+        async with sessionmaker() as reader:
+            live = await control.live_calls(reader, campaign.id)
+        await control.hang_up(sessionmaker, request.app.state.carriers, live)
+    return await _one(session, campaign)
+
+
+def _wake(request: Request, campaign_id: str) -> None:
+    dialer = getattr(request.app.state, "dialer", None)
+    if dialer is not None:
+        dialer.wakeup.campaign(campaign_id)
 
 
 def recipient_schema(row: RecipientRow) -> CampaignRecipient:
@@ -127,10 +160,8 @@ async def list_campaign_recipients(
     page: Paging,
     status: Annotated[RecipientStatus | None, Query()] = None,
 ) -> list[CampaignRecipient]:
-    campaign = await service.get(session, user_id, campaign_id)
-    counts = (await repository.read_counts(session, [campaign.id]))[campaign.id]
-    set_total(response, counts[status or "total"])
-    rows = (await session.scalars(repository.recipients_query(campaign.id, status, page))).all()
+    rows, total = await service.recipients_page(session, user_id, campaign_id, status, page)
+    set_total(response, total)
     return [recipient_schema(row) for row in rows]
 
 

@@ -31,8 +31,9 @@ async def start(session: AsyncSession, user_id: str, campaign_id: str) -> Campai
     now = utcnow()
     if campaign.schedule_end_time is not None and campaign.schedule_end_time <= now:
         raise Conflict("Campaign cannot start: its scheduleEndTime has passed")
-    if campaign.recipient_list_id and await session.get(RecipientList, campaign.recipient_list_id):
-        deltas = await repository.snapshot_list(session, campaign, campaign.recipient_list_id)
+    list_id = campaign.recipient_list_id
+    if list_id is not None and await session.get(RecipientList, list_id) is not None:
+        deltas = await repository.snapshot_list(session, campaign, list_id)
         await repository.add_counts(session, campaign.id, deltas)
     counts = (await repository.read_counts(session, [campaign.id]))[campaign.id]
     if counts["total"] == 0:

@@ -44,7 +44,7 @@ async def init_counts(session: AsyncSession, campaign_id: str) -> None:
 
 async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
     """Apply counter deltas in place (`value = value + d`): no read-modify-write race."""
-    for name, delta in deltas.items():
+    for name, delta in sorted(deltas.items()):  # one lock order for every writer
         if delta:
             await session.execute(
                 update(CampaignCount)

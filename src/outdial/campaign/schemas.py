@@ -15,6 +15,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from outdial.assistant.schemas import AssistantConfig, Emotions, OnOff, Responsiveness, Style
@@ -28,6 +29,8 @@ MAX_INLINE_RECIPIENTS = 100_000
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_RETRY_ON: tuple[Outcome, ...] = ("no_answer", "busy", "failed")
+_EVERY_DAY: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _aware_utc(value: datetime | None) -> datetime | None:
@@ -59,7 +62,7 @@ class RetryPolicy(RequestModel):
     """`{}` means a single attempt. Retry k waits delays_seconds[min(k-1, len-1)]."""
 
     max_attempts: int = Field(default=1, ge=1, le=10)
-    retry_on: list[Outcome] = Field(default_factory=lambda: ["no_answer", "busy", "failed"])
+    retry_on: list[Outcome] = Field(default_factory=lambda: list(_RETRY_ON))
     delays_seconds: list[Annotated[int, Field(ge=60, le=604_800)]] = Field(
         default_factory=lambda: [1800], min_length=1, max_length=10
     )
@@ -73,9 +76,7 @@ class RetryPolicy(RequestModel):
 class CallingHours(RequestModel):
     start: str = Field(examples=["09:00"])
     end: str = Field(examples=["20:00"])
-    days: list[Weekday] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1
-    )
+    days: list[Weekday] = Field(default_factory=lambda: list(_EVERY_DAY), min_length=1)
     timezone: str = Field(default="recipient", max_length=64)
     default_timezone: str = Field(default="UTC", max_length=64)
 
@@ -100,6 +101,12 @@ class CallingHours(RequestModel):
     @classmethod
     def _unique_days(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CallingHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ (an overnight window ends the next day)")
+        return self
 
 
 class SpeechSettingsOverride(RequestModel):

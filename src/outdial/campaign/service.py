@@ -24,6 +24,7 @@ from outdial.ids import new_id
 from outdial.models import (
     Assistant,
     Campaign,
+    CampaignRecipient,
     PhoneNumber,
     RecipientList,
     utcnow,
@@ -65,7 +66,7 @@ async def create(
 ) -> Campaign:
     assistant = await _owned(session, Assistant, user_id, body.assistant_id, "Assistant")
     number = await _owned(session, PhoneNumber, user_id, body.phone_number_id, "Phone number")
-    if body.recipient_list_id:
+    if body.recipient_list_id is not None:
         await _owned(session, RecipientList, user_id, body.recipient_list_id, "Recipient list")
     if body.channel != number.provider:
         raise Invalid(
@@ -131,7 +132,7 @@ async def update(
     refused = refused_fields(campaign.status, changes)
     if refused:
         raise Conflict(f"Campaign is {campaign.status}: {', '.join(refused)} cannot be changed")
-    if changes.get("recipient_list_id"):
+    if changes.get("recipient_list_id") is not None:
         await _owned(
             session, RecipientList, user_id, changes["recipient_list_id"], "Recipient list"
         )
@@ -214,6 +215,16 @@ async def page(
 ) -> tuple[Sequence[Campaign], int]:
     query = repository.campaigns_query(user_id, status)
     return await page_of(session, query, page, Campaign.created_at.desc(), Campaign.id)
+
+
+async def recipients_page(
+    session: AsyncSession, user_id: str, campaign_id: str, status: str | None, page: Page
+) -> tuple[Sequence[CampaignRecipient], int]:
+    """A page of the campaign's recipients; the total comes from the counters, not a COUNT."""
+    campaign = await get(session, user_id, campaign_id)
+    counts = (await repository.read_counts(session, [campaign.id]))[campaign.id]
+    rows = (await session.scalars(repository.recipients_query(campaign.id, status, page))).all()
+    return rows, counts[status or "total"]
 
 
 async def describe(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignOut]:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from outdial.cli.runtime import transaction
 from outdial.config import Settings
 from outdial.errors import OutdialError
-from outdial.models import User
+from outdial.models import RecipientList, User
 from outdial.recipient_list import service
 from outdial.repository import get_owned
 
@@ -52,6 +53,7 @@ async def import_file(
     append: bool,
     use_template: bool,
 ) -> int:
+    """Import `path` like the API would; print the report. Returns the exit code."""
     settings = Settings()
     columns = (
         *Progress.get_default_columns()[:1],
@@ -61,42 +63,53 @@ async def import_file(
     )
     with Progress(*columns, console=console) as progress, path.open("rb") as raw:
         task = progress.add_task(f"importing {path.name}", total=path.stat().st_size)
-        counting = _Counting(raw, lambda n: progress.advance(task, n))
+        counting = cast(IO[bytes], _Counting(raw, lambda n: progress.advance(task, n)))
         try:
             async with transaction(settings) as session:
                 if await session.get(User, user_id) is None:
-                    console.print(f"[red]no user {user_id}[/red]")
+                    console.print(f"[red]no user {escape(user_id)}[/red]")
+                    return 2
+                if into and await get_owned(session, RecipientList, user_id, into) is None:
+                    console.print(
+                        f"[red]no recipient list {escape(into)} for {escape(user_id)}[/red]"
+                    )
                     return 2
                 if into:
-                    if await get_owned(session, service.RecipientList, user_id, into) is None:
-                        console.print(f"[red]no recipient list {into} for {user_id}[/red]")
-                        return 2
                     recipient_list, report = await service.upload(
                         session,
                         user_id,
                         into,
                         counting,
-                        replace=not append,  # type: ignore[arg-type]
+                        replace=not append,
                         use_template=use_template,
                         region=settings.default_region,
                     )
                 else:
-                    recipient_list, report = await service.create(
+                    recipient_list, created = await service.create(
                         session,
                         user_id,
                         name or path.stem,
-                        counting,  # type: ignore[arg-type]
+                        counting,
                         use_template=use_template,
                         region=settings.default_region,
                     )
+                    assert created is not None  # a file was given
+                    report = created
         except OutdialError as exc:
-            console.print(f"[red]import refused:[/red] {exc.detail}")
+            console.print(f"[red]import refused:[/red] {escape(_explain(exc.detail))}")
             return 1
-    assert report is not None
     console.print(
         f"list {recipient_list.id}: {report.imported} imported, "
         f"{report.rejected} rejected, {recipient_list.row_count} rows in all"
     )
     for problem in report.errors[:20]:
-        console.print(f"  row {problem.row} {problem.column or ''}: {problem.reason}")
+        where = f"row {problem.row} {problem.column or ''}"
+        console.print(escape(f"  {where}: {problem.reason}"))
     return 0
+
+
+def _explain(detail: Any) -> str:
+    """An error's detail as text: validation errors one message per line."""
+    if isinstance(detail, list):
+        return "\n".join(str(item.get("msg", item)) for item in detail)
+    return str(detail)

@@ -11,11 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from outdial.auth import service as auth_service
+from outdial.cli.demo import demo_command
 from outdial.cli.lists import import_file
+from outdial.cli.processes import simulator_command, worker_command
 from outdial.cli.runtime import transaction
 from outdial.cli.serve import serve_command
 from outdial.config import Settings
 from outdial.database import migrate
+from outdial.errors import OutdialError
 
 app = typer.Typer(help="outdial: outbound AI voice-call campaigns.", no_args_is_help=True)
 users = typer.Typer(help="Users (tenants).", no_args_is_help=True)
@@ -25,11 +28,19 @@ app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 app.add_typer(lists, name="lists")
 app.command("serve")(serve_command)
+app.command("demo")(demo_command)
+app.command("worker")(worker_command)
+app.command("simulator")(simulator_command)
 console = Console()
 
 
 def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+    """Run a command's coroutine; a refusal (unknown user or key…) is one line and exit code 1."""
+    try:
+        return asyncio.run(coroutine)
+    except OutdialError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.command("migrate")

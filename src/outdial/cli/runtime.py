@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.config import Settings
-from outdial.database import begin_writing, create_engine, create_sessionmaker, migrate
+from outdial.database import create_engine, create_sessionmaker, migrate, write_transaction
 
 
 @asynccontextmanager
@@ -18,13 +18,7 @@ async def transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
     await migrate(url)
     engine = create_engine(url, pool_size=1)
     try:
-        async with create_sessionmaker(engine)() as session:
-            await begin_writing(session)
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        async with write_transaction(create_sessionmaker(engine)) as session:
+            yield session
     finally:
         await engine.dispose()

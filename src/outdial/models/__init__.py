@@ -3,6 +3,7 @@
 from outdial.models.assistant import Assistant
 from outdial.models.base import Base, utcnow
 from outdial.models.call import Call
+from outdial.models.call_event import CallEvent
 from outdial.models.campaign import Campaign, CampaignCount, CampaignRecipient
 from outdial.models.phone_number import PhoneNumber
 from outdial.models.recipient_list import RecipientList, RecipientListRow
@@ -13,6 +14,7 @@ __all__ = [
     "Assistant",
     "Base",
     "Call",
+    "CallEvent",
     "Campaign",
     "CampaignCount",
     "CampaignRecipient",

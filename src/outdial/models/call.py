@@ -3,10 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outdial.models.base import Base, JSONType, UTCDateTime, utcnow
+
+LIVE_STATUSES = ("queued", "initiated", "ringing", "in_progress")
+LIVE_CONDITION = "status IN ('queued', 'initiated', 'ringing', 'in_progress')"
 
 
 class Call(Base):
@@ -16,6 +19,21 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_user_created", "user_id", "created_at"),
         Index("ix_calls_campaign_created", "campaign_id", "created_at"),
+        # One live call per person per account, whichever campaign or worker placed it.
+        Index(
+            "uq_calls_live_number",
+            "user_id",
+            "to_number",
+            unique=True,
+            postgresql_where=text(LIVE_CONDITION),
+            sqlite_where=text(LIVE_CONDITION),
+        ),
+        Index(
+            "ix_calls_live_lease",
+            "lease_expires_at",
+            postgresql_where=text(LIVE_CONDITION),
+            sqlite_where=text(LIVE_CONDITION),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -54,3 +72,11 @@ class Call(Base):
     stereo_recording_url: Mapped[str | None] = mapped_column(Text)
     recording_mp3_url: Mapped[str | None] = mapped_column(Text)
     stereo_recording_mp3_url: Mapped[str | None] = mapped_column(Text)
+    # Dialer bookkeeping (never shown): the per-call secret in callback URLs, as SHA-256;
+    # the worker holding the call until the provider has it; when the dial request left.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dial_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hangup_requested: Mapped[bool] = mapped_column(Boolean, default=False)

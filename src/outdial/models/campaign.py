@@ -39,6 +39,9 @@ class Campaign(Base):
         ForeignKey("recipient_lists.id", ondelete="SET NULL"), index=True
     )
     last_position: Mapped[int] = mapped_column(Integer, default=0)
+    # The auto-pause breaker: dials the provider refused in a row, and the last refusal.
+    rejected_in_a_row: Mapped[int] = mapped_column(Integer, default=0)
+    last_rejection: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -51,7 +54,8 @@ class CampaignRecipient(Base):
     __tablename__ = "campaign_recipients"
     __table_args__ = (
         Index("uq_campaign_recipients_campaign_position", "campaign_id", "position", unique=True),
-        Index("ix_campaign_recipients_campaign_status", "campaign_id", "status"),
+        Index("ix_campaign_recipients_campaign_status", "campaign_id", "status", "position"),
+        Index("ix_campaign_recipients_due", "campaign_id", "status", "next_attempt_at"),
         Index("ix_campaign_recipients_campaign_number", "campaign_id", "phone_number"),
     )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, text
+from sqlalchemy import Float, ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outdial.models.base import Base, UTCDateTime, utcnow
@@ -31,6 +31,9 @@ class PhoneNumber(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     assistant_id: Mapped[str | None] = mapped_column(String(40))
     credentials: Mapped[bytes] = mapped_column(LargeBinary)
+    calls_per_second: Mapped[float] = mapped_column(Float, default=1.0)
+    # Pacing shared by every worker: the earliest moment this number may dial again.
+    next_dial_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -24,6 +24,12 @@ class PhoneNumberCreate(RequestModel):
     auth_id: str | None = Field(default=None, max_length=64, description="Vobiz Auth ID")
     label: str | None = Field(default=None, max_length=200)
     assistant_id: str | None = Field(default=None, max_length=64)
+    calls_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Dial pacing for this number (Twilio's default account limit is 1).",
+    )
 
 
 class PhoneNumberUpdate(RequestModel):
@@ -31,6 +37,12 @@ class PhoneNumberUpdate(RequestModel):
 
     label: str | None = Field(default=None, max_length=200)
     assistant_id: str | None = Field(default=None, max_length=64)
+    calls_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Dial pacing for this number (Twilio's default account limit is 1).",
+    )
     account_sid: str | None = Field(default=None, max_length=64)
     auth_token: str | None = Field(default=None, max_length=256)
     auth_id: str | None = Field(default=None, max_length=64)
@@ -43,5 +55,6 @@ class PhoneNumber(ResponseModel):
     status: str
     label: str | None
     assistant_id: str | None
+    calls_per_second: float
     created_at: Timestamp
     updated_at: Timestamp

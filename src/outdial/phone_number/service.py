@@ -44,7 +44,7 @@ async def get(session: AsyncSession, user_id: str, phone_number_id: str) -> Phon
 
 
 async def _check_assistant(session: AsyncSession, user_id: str, assistant_id: str | None) -> None:
-    if assistant_id and not await get_owned(session, Assistant, user_id, assistant_id):
+    if assistant_id is not None and not await get_owned(session, Assistant, user_id, assistant_id):
         raise NotFound("Assistant")
 
 
@@ -78,6 +78,7 @@ async def create(
         provider=body.provider,
         phone_number=e164,
         label=body.label,
+        calls_per_second=body.calls_per_second or 1.0,
         assistant_id=body.assistant_id,
         credentials=box.seal(credentials),
     )
@@ -103,6 +104,8 @@ async def update(
         number.assistant_id = changes["assistant_id"]
     if "label" in changes:
         number.label = changes["label"]
+    if changes.get("calls_per_second") is not None:
+        number.calls_per_second = changes["calls_per_second"]
     secret_fields = {"account_sid", "auth_token", "auth_id"} & changes.keys()
     if secret_fields:
         merged = {**box.open(number.credentials), **{f: changes[f] for f in secret_fields}}

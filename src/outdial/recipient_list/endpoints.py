@@ -44,10 +44,14 @@ def _checked_name(name: str | None) -> str | None:
         raise Invalid(["body", "name"], str(exc)) from None
 
 
-@router.get("/template", response_class=PlainTextResponse)
-async def recipient_list_template(user_id: UserId) -> PlainTextResponse:
+class CSVResponse(PlainTextResponse):
+    media_type = "text/csv"
+
+
+@router.get("/template", response_class=CSVResponse)
+async def recipient_list_template(user_id: UserId) -> CSVResponse:
     """The CSV header that `use_template=true` uploads are checked against."""
-    return PlainTextResponse(template_csv(), media_type="text/csv")
+    return CSVResponse(template_csv())
 
 
 @router.post("", response_model=RecipientList)

@@ -1,9 +1,4 @@
-"""Recipient-list SQL, including the bulk import through a staging table.
-
-A CSV is streamed into a temporary staging table (COPY on PostgreSQL, batched inserts on
-SQLite); duplicates are then found and the survivors copied into the list with dense
-positions, all by SQL, so memory does not grow with the file.
-"""
+"""Recipient-list SQL, including the bulk writes of a CSV import."""
 
 from __future__ import annotations
 
@@ -18,89 +13,105 @@ from outdial.models import Campaign, RecipientList, RecipientListRow
 from outdial.repository import page_of
 from outdial.schemas import Page
 
-STAGING = "import_staging"
-
-_CREATE_STAGING = {
-    "postgresql": f"CREATE TEMP TABLE {STAGING} (line integer NOT NULL, "
-    "phone_number varchar(20) NOT NULL, metadata text NOT NULL) ON COMMIT DROP",
-    "sqlite": f"CREATE TEMP TABLE {STAGING} (line integer NOT NULL, "
-    "phone_number varchar(20) NOT NULL, metadata text NOT NULL)",
+# Which CSV row each position of this import came from, to name the first of two duplicates.
+_LINES = "import_lines"
+_CREATE_LINES = {
+    "postgresql": f"CREATE TEMP TABLE {_LINES} (position integer PRIMARY KEY, "
+    "line integer NOT NULL) ON COMMIT DROP",
+    "sqlite": f"CREATE TEMP TABLE {_LINES} (position integer PRIMARY KEY, line integer NOT NULL)",
 }
-_INDEX_STAGING = f"CREATE INDEX ix_{STAGING} ON {STAGING} (phone_number, line)"
-_DROP_STAGING = f"DROP TABLE IF EXISTS temp.{STAGING}"
+_DROP_LINES = f"DROP TABLE IF EXISTS temp.{_LINES}"
 
-# A staged row is a duplicate when an earlier line has its number, or the list already does.
-_DUPLICATE = f"""
-    EXISTS (SELECT 1 FROM {STAGING} t WHERE t.phone_number = s.phone_number AND t.line < s.line)
-    OR (CAST(:check_existing AS boolean) AND EXISTS (
-        SELECT 1 FROM recipient_list_rows r
-        WHERE r.list_id = CAST(:list_id AS varchar) AND r.phone_number = s.phone_number))
-"""
+# One index probe per number, whatever the planner believes about the list's size: during an
+# import the list's rows are too new to be in the statistics, and a plan that scans the whole
+# list for every batch would make the import quadratic. LIMIT keeps PostgreSQL's subquery a
+# probe; SQLite's CROSS JOIN keeps the numbers as the outer loop.
+_POSITIONS_OF = {
+    "postgresql": """
+        SELECT n.phone_number, r.position
+        FROM unnest(CAST(:numbers AS varchar[])) AS n(phone_number)
+        CROSS JOIN LATERAL (
+            SELECT position FROM recipient_list_rows
+            WHERE list_id = :list_id AND phone_number = n.phone_number LIMIT 1
+        ) AS r""",
+    "sqlite": """
+        SELECT n.value AS phone_number, r.position
+        FROM json_each(:numbers) AS n CROSS JOIN recipient_list_rows AS r
+        WHERE r.list_id = :list_id AND r.phone_number = n.value""",
+}
+_LINES_AT = {
+    "postgresql": f"SELECT position, line FROM {_LINES} "
+    "WHERE position = ANY(CAST(:positions AS integer[]))",
+    "sqlite": f"SELECT position, line FROM {_LINES} "
+    "WHERE position IN (SELECT value FROM json_each(:positions))",
+}
+_ROW_COLUMNS = ["list_id", "position", "phone_number", "metadata"]
 
-_DUPLICATE_COUNT = f"SELECT count(*) FROM {STAGING} s WHERE {_DUPLICATE}"
 
-_DUPLICATE_EXAMPLES = f"""
-    SELECT s.line, s.phone_number,
-           (SELECT min(t.line) FROM {STAGING} t WHERE t.phone_number = s.phone_number) AS first
-    FROM {STAGING} s WHERE {_DUPLICATE}
-    ORDER BY s.line LIMIT :limit
-"""
+class RowWriter:
+    """Appends one import's rows to a list, inside the caller's transaction.
 
-_INSERT_ROWS = {
-    dialect: f"""
-        INSERT INTO recipient_list_rows (list_id, position, phone_number, metadata)
-        SELECT CAST(:list_id AS varchar), :base + row_number() OVER (ORDER BY s.line),
-               s.phone_number, {metadata}
-        FROM {STAGING} s WHERE NOT ({_DUPLICATE})
+    PostgreSQL gets COPY, SQLite batched inserts. Duplicates are found by the caller before
+    writing (`positions_of`), so every write is a plain append with dense positions.
     """
-    for dialect, metadata in (("postgresql", "CAST(s.metadata AS jsonb)"), ("sqlite", "s.metadata"))
-}
 
-
-class Staging:
-    """The temporary table one import streams through, inside the caller's transaction."""
-
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, list_id: str) -> None:
         self.session = session
+        self.list_id = list_id
         self.dialect = session.get_bind().dialect.name
 
-    async def create(self) -> None:
+    async def open(self) -> None:
+        # SQLite may run this DDL outside the transaction, so an old table can survive.
         if self.dialect == "sqlite":
-            await self.session.execute(text(_DROP_STAGING))
-        await self.session.execute(text(_CREATE_STAGING[self.dialect]))
+            await self.session.execute(text(_DROP_LINES))
+        await self.session.execute(text(_CREATE_LINES[self.dialect]))
 
-    async def add(self, rows: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
-        records = [(line, number, json.dumps(metadata)) for line, number, metadata in rows]
+    async def close(self) -> None:
+        if self.dialect == "sqlite":
+            await self.session.execute(text(_DROP_LINES))
+
+    async def positions_of(self, numbers: Sequence[str]) -> dict[str, int]:
+        """The position of each of `numbers` already in the list (from before or this import)."""
+        if not numbers:
+            return {}
+        values: Any = list(numbers) if self.dialect == "postgresql" else json.dumps(numbers)
+        result = await self.session.execute(
+            text(_POSITIONS_OF[self.dialect]), {"list_id": self.list_id, "numbers": values}
+        )
+        return {row.phone_number: row.position for row in result}
+
+    async def lines_at(self, positions: Sequence[int]) -> dict[int, int]:
+        """The CSV row each of `positions` (written by this import) came from."""
+        if not positions:
+            return {}
+        values: Any = list(positions) if self.dialect == "postgresql" else json.dumps(positions)
+        result = await self.session.execute(text(_LINES_AT[self.dialect]), {"positions": values})
+        return {row.position: row.line for row in result}
+
+    async def add(self, rows: Sequence[tuple[int, int, str, str]]) -> None:
+        """Write (position, CSV row, phone number, metadata as JSON) rows."""
+        if not rows:
+            return
+        records = [(self.list_id, position, number, meta) for position, _, number, meta in rows]
+        lines = [(position, line) for position, line, _, _ in rows]
+        connection = await self.session.connection()
         if self.dialect == "postgresql":
-            connection = await self.session.connection()
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                STAGING, records=records, columns=["line", "phone_number", "metadata"]
+            raw = (await connection.get_raw_connection()).driver_connection
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                "recipient_list_rows", records=records, columns=_ROW_COLUMNS
             )
-        else:
-            await self.session.execute(
-                text(f"INSERT INTO {STAGING} VALUES (:line, :phone_number, :metadata)"),
-                [{"line": r[0], "phone_number": r[1], "metadata": r[2]} for r in records],
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                _LINES, records=lines, columns=["position", "line"]
             )
-
-    async def duplicates(
-        self, list_id: str, check_existing: bool, limit: int
-    ) -> tuple[int, list[tuple[int, str, int]]]:
-        """How many staged rows are duplicates, and the first `limit` (line, number, first line)."""
-        await self.session.execute(text(_INDEX_STAGING))
-        params = {"list_id": list_id, "check_existing": check_existing}
-        count = await self.session.scalar(text(_DUPLICATE_COUNT), params)
-        examples = await self.session.execute(text(_DUPLICATE_EXAMPLES), {**params, "limit": limit})
-        return int(count or 0), [(r.line, r.phone_number, r.first) for r in examples]
-
-    async def copy_into(self, list_id: str, base: int, check_existing: bool) -> int:
-        params = {"list_id": list_id, "base": base, "check_existing": check_existing}
-        result = await self.session.execute(text(_INSERT_ROWS[self.dialect]), params)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def drop(self) -> None:
-        if self.dialect == "sqlite":
-            await self.session.execute(text(_DROP_STAGING))
+        else:  # plain tuples straight to the driver: no per-row parameter processing
+            await connection.exec_driver_sql(
+                "INSERT INTO recipient_list_rows (list_id, position, phone_number, metadata) "
+                "VALUES (?, ?, ?, ?)",
+                records,
+            )
+            await connection.exec_driver_sql(
+                f"INSERT INTO {_LINES} (position, line) VALUES (?, ?)", lines
+            )
 
 
 async def delete_rows(session: AsyncSession, list_id: str) -> None:

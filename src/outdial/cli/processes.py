@@ -1,0 +1,68 @@
+"""`outdial worker` and `outdial simulator`: the dialer alone, and the carrier simulator alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+
+from outdial.config import Settings
+from outdial.database import create_engine, create_sessionmaker, migrate
+from outdial.dialer.wakeup import Wakeup, listen
+from outdial.dialer.worker import Dialer, dialer_settings
+from outdial.secrets_store import CredentialBox, load_or_create_key
+from outdial.services import simulator_url
+from outdial.telephony.registry import Carriers
+from outdial.telephony.simulator.app import create_simulator
+from outdial.telephony.simulator.scenario import Scenario
+
+
+async def run_worker(settings: Settings) -> None:
+    """Claim and dial until SIGINT/SIGTERM; the API (and its webhooks) run elsewhere."""
+    url = settings.resolved_database_url
+    await migrate(url)
+    engine = create_engine(url)
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    box = CredentialBox(load_or_create_key(secret, settings.data_dir))
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=15, limits=limits) as client:
+        carriers = Carriers(box, client, simulator_url(settings))
+        dialer = Dialer(
+            create_sessionmaker(engine),
+            carriers,
+            dialer_settings(settings),
+            Wakeup(),
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, dialer.stop)
+        tasks = [asyncio.create_task(dialer.run())]
+        if not settings.is_sqlite:
+            tasks.append(asyncio.create_task(listen(url, dialer.wakeup, dialer.stopped)))
+        await asyncio.gather(*tasks)
+    await engine.dispose()
+
+
+def worker_command() -> None:
+    """Run a dialer worker alone (several may share one PostgreSQL)."""
+    asyncio.run(run_worker(Settings()))
+
+
+def simulator_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario JSON file.")] = None,
+) -> None:
+    """Run the carrier simulator alone (point OUTDIAL_SIMULATOR_URL at it)."""
+    chosen = Scenario()
+    if scenario is not None:
+        chosen = Scenario.model_validate(json.loads(scenario.read_text()))
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(create_simulator(chosen), host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""The dialer: turns running campaigns into calls, within every limit, losing nothing."""

@@ -1,0 +1,190 @@
+"""The safety net: nothing the dialer started is ever left hanging.
+
+Every few seconds: claims whose worker died before dialing are given back; dials whose
+outcome is unknown and that no callback ever confirmed are ended as `lost`; calls the
+provider has gone silent about are reconciled by asking it; campaigns past their
+scheduleEndTime expire; campaigns with nothing left to dial complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from outdial.database import write_transaction
+from outdial.dialer import store
+from outdial.models import Call, Campaign, PhoneNumber
+from outdial.telephony.base import CallState, DialError
+from outdial.telephony.registry import Carriers
+
+log = logging.getLogger("outdial.dialer")
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long the reaper waits before it steps in."""
+
+    unconfirmed: timedelta = timedelta(seconds=60)  # a dial sent by a dead worker, no callback
+    silent_ringing: timedelta = timedelta(seconds=120)  # no news of a call not yet answered
+    silent_live: timedelta = timedelta(hours=2)  # no news of an answered call
+
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def reap(
+    sessionmaker: Sessions, carriers: Carriers, now: datetime, patience: Patience = Patience()
+) -> set[str]:
+    """One round; returns the campaigns that may dial again."""
+    woken: set[str] = set()
+    woken |= await _release_abandoned_claims(sessionmaker, now)
+    woken |= await _end_unconfirmed_dials(sessionmaker, now, patience.unconfirmed)
+    woken |= await _reconcile_silent_calls(sessionmaker, carriers, now, patience)
+    await _end_schedules(sessionmaker, now)
+    await _complete_finished(sessionmaker, now)
+    return woken
+
+
+async def _ids(sessionmaker: Sessions, query: object) -> list[str]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(query)).all())  # type: ignore[call-overload]
+
+
+async def _release_abandoned_claims(sessionmaker: Sessions, now: datetime) -> set[str]:
+    """Claimed, never sent, and the claiming worker's lease has lapsed: give the attempt back."""
+    ids = await _ids(
+        sessionmaker,
+        select(Call.id)
+        .where(Call.status == "queued", Call.dial_started_at.is_(None), Call.lease_expires_at < now)
+        .limit(BATCH),
+    )
+    woken = set()
+    for call_id in ids:
+        async with write_transaction(sessionmaker) as session:
+            call = await store.lock_call(session, call_id)
+            if (
+                call
+                and call.status == "queued"
+                and call.dial_started_at is None
+                and call.lease_expires_at
+                and call.lease_expires_at < now
+            ):
+                await store.release_undialed(session, call, now, "worker_lost")
+                woken.add(call.campaign_id or "")
+    return woken - {""}
+
+
+async def _end_unconfirmed_dials(
+    sessionmaker: Sessions, now: datetime, grace: timedelta
+) -> set[str]:
+    """Sent (or maybe sent) by a worker that died, and no callback ever came: `lost`."""
+    ids = await _ids(
+        sessionmaker,
+        select(Call.id)
+        .where(
+            Call.status == "queued",
+            Call.dial_started_at.is_not(None),
+            Call.provider_call_sid.is_(None),
+            Call.lease_expires_at < now - grace,
+        )
+        .limit(BATCH),
+    )
+    return await _finish_each(sessionmaker, ids, CallState.FAILED, now, "lost")
+
+
+async def _finish_each(
+    sessionmaker: Sessions, ids: list[str], state: CallState, now: datetime, reason: str
+) -> set[str]:
+    woken = set()
+    for call_id in ids:
+        async with write_transaction(sessionmaker) as session:
+            call = await store.lock_call(session, call_id)
+            if call is not None and await store.finish_call(
+                session, call, state, now, reason=reason
+            ):
+                woken.add(call.campaign_id or "")
+    return woken - {""}
+
+
+async def _reconcile_silent_calls(
+    sessionmaker: Sessions, carriers: Carriers, now: datetime, patience: Patience
+) -> set[str]:
+    """Live calls without news for too long: ask the provider, else end them as `lost`."""
+    last_news = func.coalesce(Call.last_event_at, Call.dial_started_at, Call.created_at)
+    silent = (
+        select(Call.id)
+        .where(
+            (
+                (Call.status.in_(("initiated", "ringing")))
+                & (last_news < now - patience.silent_ringing)
+            )
+            | ((Call.status == "in_progress") & (last_news < now - patience.silent_live))
+        )
+        .limit(BATCH)
+    )
+    woken: set[str] = set()
+    for call_id in await _ids(sessionmaker, silent):
+        state = await _ask_provider(sessionmaker, carriers, call_id)
+        if state is None:
+            woken |= await _finish_each(sessionmaker, [call_id], CallState.FAILED, now, "lost")
+        elif state in (
+            CallState.QUEUED,
+            CallState.INITIATED,
+            CallState.RINGING,
+            CallState.IN_PROGRESS,
+        ):
+            async with write_transaction(sessionmaker) as session:
+                call = await session.get(Call, call_id)
+                if call is not None:
+                    call.last_event_at = now
+        else:
+            woken |= await _finish_each(sessionmaker, [call_id], state, now, "reconciled")
+    return woken
+
+
+async def _ask_provider(
+    sessionmaker: Sessions, carriers: Carriers, call_id: str
+) -> CallState | None:
+    async with sessionmaker() as session:
+        call = await session.get(Call, call_id)
+        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
+    if call is None or number is None or not call.provider_call_sid:
+        return None
+    try:
+        seen = await carriers.for_number(number).fetch(call.provider_call_sid)
+    except DialError as exc:
+        log.warning("could not reconcile %s: %s", call_id, exc)
+        return CallState.IN_PROGRESS  # ask again next round rather than guess
+    return seen.state if seen else None
+
+
+async def _end_schedules(sessionmaker: Sessions, now: datetime) -> None:
+    ids = await _ids(
+        sessionmaker,
+        select(Campaign.id).where(
+            Campaign.status.in_(("running", "paused")), Campaign.schedule_end_time <= now
+        ),
+    )
+    for campaign_id in ids:
+        async with write_transaction(sessionmaker) as session:
+            campaign = (
+                await session.scalars(
+                    select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+                )
+            ).one_or_none()
+            if campaign and campaign.status in ("running", "paused"):
+                await store.expire_waiting(session, campaign, now)
+
+
+async def _complete_finished(sessionmaker: Sessions, now: datetime) -> None:
+    ids = await _ids(
+        sessionmaker, select(Campaign.id).where(Campaign.status.in_(("running", "paused")))
+    )
+    for campaign_id in ids:
+        async with write_transaction(sessionmaker) as session:
+            await store.complete_if_done(session, campaign_id, now)

@@ -1,0 +1,213 @@
+"""Sending one claimed call to its provider, and recording what the provider said.
+
+Used by the dialer for campaign calls and by `POST /calls` for single calls. Every step is
+its own short transaction; the provider is called with no transaction open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from outdial.campaign.service import amd_timeout
+from outdial.database import write_transaction
+from outdial.dialer import store
+from outdial.dialer.claim import DialJob
+from outdial.dialer.reaper import Patience
+from outdial.models import Assistant, Call, Campaign, PhoneNumber, utcnow
+from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
+from outdial.telephony.registry import Carriers
+
+log = logging.getLogger("outdial.dialer")
+BREAKER_THRESHOLD = 3
+MAX_SEND_TRIES = 6
+RETRY_SEND = frozenset({DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE})
+
+
+@dataclass(frozen=True)
+class DialerSettings:
+    public_base_url: str
+    sweep_seconds: float = 1.0
+    reap_seconds: float = 5.0
+    lease: timedelta = timedelta(seconds=60)
+    ring_timeout: int = 30
+    time_limit: int = 3600
+    patience: Patience = field(default_factory=Patience)
+
+
+def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
+    return f"{public_base_url.rstrip('/')}/telephony/{provider}/{call_id}/{secret}"
+
+
+class Sender:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        carriers: Carriers,
+        settings: DialerSettings,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.carriers = carriers
+        self.settings = settings
+
+    async def send(self, job: DialJob) -> bool:
+        """Wait for the job's paced moment, pass the gate, dial; True when the provider took it."""
+        delay = (job.dial_at - utcnow()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        prepared = await self._pass_gate(job)
+        if prepared is None:
+            return False
+        provider, request = prepared
+        for attempt in range(1, MAX_SEND_TRIES + 1):
+            try:
+                provider_call_id = await provider.dial(request)
+            except DialError as error:
+                if error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES:
+                    await self._back_off(job, error, attempt)
+                    continue
+                await self._dial_failed(job, error)
+                return False
+            await self._dial_sent(job, provider_call_id)
+            return True
+        return False
+
+    async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
+        """Mark the call as being sent if its campaign still runs; else give the attempt back.
+
+        Checked at the moment of the dial, not when the batch was claimed.
+        """
+        now = utcnow()
+        async with write_transaction(self.sessionmaker) as session:
+            still_running = exists().where(
+                Campaign.id == Call.campaign_id,
+                Campaign.status == "running",
+                (Campaign.schedule_end_time.is_(None)) | (Campaign.schedule_end_time > now),
+            )
+            passed = await session.execute(
+                update(Call)
+                .where(
+                    Call.id == job.call_id,
+                    Call.status == "queued",
+                    Call.dial_started_at.is_(None),
+                    Call.campaign_id.is_(None) | still_running,
+                )
+                .values(dial_started_at=now, lease_expires_at=now + self.settings.lease)
+            )
+            if passed.rowcount == 1:  # type: ignore[attr-defined]
+                return await self._dial_request(session, job)
+            call = await store.lock_call(session, job.call_id)
+            if call is not None and call.dial_started_at is None:
+                await store.release_undialed(session, call, now, "campaign_not_running")
+            return None
+
+    async def _dial_request(
+        self, session: AsyncSession, job: DialJob
+    ) -> tuple[Provider, DialRequest]:
+        call = await session.get(Call, job.call_id)
+        number = await session.get(PhoneNumber, job.phone_number_id)
+        assert call is not None and number is not None
+        campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
+        assistant = await session.get(Assistant, call.assistant_id) if call.assistant_id else None
+        if campaign is not None:
+            timeout = amd_timeout(campaign, assistant)
+        else:
+            timeout = int(
+                (assistant.config if assistant else {}).get("machine_detection_timeout_seconds")
+                or 30
+            )
+        request = DialRequest(
+            call_id=job.call_id,
+            to_number=job.to_number,
+            from_number=number.phone_number,
+            callback_base=callback_base(
+                self.settings.public_base_url, number.provider, job.call_id, job.secret
+            ),
+            machine_detection_timeout=timeout,
+            ring_timeout=self.settings.ring_timeout,
+            time_limit=self.settings.time_limit,
+        )
+        return self.carriers.for_number(number), request
+
+    async def _back_off(self, job: DialJob, error: DialError, attempt: int) -> None:
+        """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
+        pause = error.retry_after or min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+        log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
+        async with write_transaction(self.sessionmaker) as session:
+            await session.execute(
+                update(Call)
+                .where(Call.id == job.call_id)
+                .values(lease_expires_at=utcnow() + self.settings.lease + timedelta(seconds=pause))
+            )
+        await asyncio.sleep(pause)
+
+    async def _dial_sent(self, job: DialJob, provider_call_id: str) -> None:
+        async with write_transaction(self.sessionmaker) as session:
+            await session.execute(
+                update(Call)
+                .where(Call.id == job.call_id)
+                .values(
+                    provider_call_sid=provider_call_id,
+                    started_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            await session.execute(
+                update(Call)
+                .where(Call.id == job.call_id, Call.status == "queued")
+                .values(status="initiated")
+            )
+            if job.campaign_id:
+                await session.execute(
+                    update(Campaign)
+                    .where(Campaign.id == job.campaign_id, Campaign.rejected_in_a_row > 0)
+                    .values(rejected_in_a_row=0)
+                )
+
+    async def _dial_failed(self, job: DialJob, error: DialError) -> None:
+        """The provider refused the dial: end the attempt, and trip the breaker if it keeps on."""
+        now = utcnow()
+        log.warning("dial of %s failed: %s", job.call_id, error)
+        async with write_transaction(self.sessionmaker) as session:
+            call = await store.lock_call(session, job.call_id)
+            if call is None:
+                return
+            if error.kind is DialErrorKind.REJECTED:
+                await store.release_undialed(
+                    session, call, now, "provider_refused", f"provider refused the dial: {error}"
+                )
+            else:
+                reason = (
+                    "invalid_number"
+                    if error.kind is DialErrorKind.INVALID_NUMBER
+                    else "provider_error"
+                )
+                await store.finish_call(session, call, CallState.FAILED, now, reason=reason)
+        if error.kind is DialErrorKind.REJECTED and job.campaign_id:
+            async with write_transaction(self.sessionmaker) as session:
+                await count_rejection(session, job.campaign_id, str(error))
+
+
+async def count_rejection(session: AsyncSession, campaign_id: str, message: str) -> None:
+    """The breaker: dials refused in a row pause the campaign with a reason a person can act on."""
+    campaign = (
+        await session.scalars(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
+    ).one_or_none()
+    if campaign is None:
+        return
+    campaign.rejected_in_a_row += 1
+    campaign.last_rejection = message
+    if campaign.rejected_in_a_row >= BREAKER_THRESHOLD and campaign.status == "running":
+        campaign.status = "paused"
+        campaign.status_reason = (
+            f"Paused automatically: the provider refused {campaign.rejected_in_a_row} dials "
+            f"in a row ({message}). Fix the phone number's credentials, then resume."
+        )
+        campaign.updated_at = utcnow()

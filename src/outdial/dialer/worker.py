@@ -1,0 +1,145 @@
+"""The dialer worker: claim due recipients, send each dial at its paced time, reap leftovers.
+
+Run embedded in `outdial serve` or alone as `outdial worker`; any number of workers may
+share one PostgreSQL. Nothing here holds a transaction or a row lock across a provider call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from outdial.config import Settings
+from outdial.database import write_transaction
+from outdial.dialer import claim as claiming
+from outdial.dialer import reaper, store
+from outdial.dialer.sender import DialerSettings, Sender
+from outdial.dialer.wakeup import Wakeup
+from outdial.models import Campaign, utcnow
+from outdial.telephony.registry import Carriers
+
+log = logging.getLogger("outdial.dialer")
+
+
+def dialer_settings(settings: Settings) -> DialerSettings:
+    lease = timedelta(seconds=settings.dialer_lease_seconds)
+    return DialerSettings(
+        public_base_url=settings.resolved_public_base_url,
+        sweep_seconds=settings.dialer_sweep_seconds,
+        reap_seconds=settings.dialer_reap_seconds,
+        lease=lease,
+        patience=reaper.Patience(unconfirmed=lease),
+    )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+
+
+class Dialer:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        carriers: Carriers,
+        settings: DialerSettings,
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.carriers = carriers
+        self.settings = settings
+        self.sender = Sender(sessionmaker, carriers, settings)
+        self.wakeup = wakeup or Wakeup()
+        self.name = worker_name()
+        self.stopped = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Claim and dial until stopped; reap on its own schedule."""
+        reaping = asyncio.create_task(self._reap_forever())
+        try:
+            while not self.stopped.is_set():
+                try:
+                    await self.claim_round()
+                except (DBAPIError, OSError) as exc:
+                    log.warning("claim round failed, retrying: %s", exc)
+                await self.wakeup.wait(self.settings.sweep_seconds)
+        finally:
+            reaping.cancel()
+            for task in list(self._sends):
+                task.cancel()
+            await asyncio.gather(reaping, *self._sends, return_exceptions=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.wakeup.all()
+
+    async def claim_round(self) -> None:
+        everything, campaigns = self.wakeup.take()
+        if everything:
+            campaigns |= await self._running_campaigns()
+        for campaign_id in campaigns:
+            await self._claim_campaign(campaign_id)
+
+    async def _running_campaigns(self) -> set[str]:
+        async with self.sessionmaker() as session:
+            rows = await session.scalars(select(Campaign.id).where(Campaign.status == "running"))
+            return set(rows.all())
+
+    async def _claim_campaign(self, campaign_id: str) -> None:
+        now = utcnow()
+        try:
+            async with write_transaction(self.sessionmaker) as session:
+                campaign = await claiming.lock_running_campaign(session, campaign_id)
+                if campaign is None:
+                    return
+                if campaign.schedule_end_time is not None and now >= campaign.schedule_end_time:
+                    await store.expire_waiting(session, campaign, now)
+                    return
+                if campaign.schedule_start_time is not None and now < campaign.schedule_start_time:
+                    return
+                jobs = await claiming.claim(session, campaign, self.name, now, self.settings.lease)
+        except IntegrityError:
+            # Another worker just opened a call to one of these numbers; try again soon.
+            self.wakeup.campaign(campaign_id)
+            return
+        for job in jobs:
+            self._spawn(self._send(job))
+
+    async def _send(self, job: claiming.DialJob) -> None:
+        await self.sender.send(job)
+        if job.campaign_id:
+            self.wakeup.campaign(job.campaign_id)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._sends.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        """A send that crashed is left to the reaper, which ends or returns its attempt."""
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dial task failed", exc_info=task.exception())
+
+    async def _reap_forever(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                woken = await reaper.reap(
+                    self.sessionmaker, self.carriers, utcnow(), self.settings.patience
+                )
+                for campaign_id in woken:
+                    self.wakeup.campaign(campaign_id)
+            except (DBAPIError, OSError) as exc:
+                log.warning("reaper round failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), self.settings.reap_seconds)

@@ -1,0 +1,73 @@
+"""What the service runs beside the API: carriers, the built-in simulator, the dialer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from outdial.config import Settings
+from outdial.dialer.wakeup import Wakeup, listen
+from outdial.dialer.worker import Dialer, dialer_settings
+from outdial.telephony.registry import Carriers
+from outdial.telephony.simulator.app import create_simulator
+
+SIMULATOR_PATH = "/_simulator"
+
+
+def mount_simulator(app: FastAPI, settings: Settings) -> FastAPI | None:
+    """In simulated mode without a standalone simulator, serve one at /_simulator."""
+    if settings.telephony != "simulated" or settings.simulator_url:
+        return None
+    simulator = create_simulator()
+    app.mount(SIMULATOR_PATH, simulator)
+    return simulator
+
+
+def simulator_url(settings: Settings) -> str | None:
+    if settings.telephony != "simulated":
+        return None
+    return settings.simulator_url or settings.resolved_public_base_url + SIMULATOR_PATH
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: FastAPI, settings: Settings, simulator: FastAPI | None
+) -> AsyncIterator[None]:
+    """Start the HTTP client, the carriers, the in-process simulator and the dialer."""
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
+        if simulator is not None:
+            await stack.enter_async_context(simulator.router.lifespan_context(simulator))
+        app.state.carriers = Carriers(app.state.credential_box, client, simulator_url(settings))
+        app.state.dialer = None
+        if settings.dialer:
+            await stack.enter_async_context(run_dialer(app, settings))
+        yield
+
+
+@contextlib.asynccontextmanager
+async def run_dialer(app: FastAPI, settings: Settings) -> AsyncIterator[Dialer]:
+    dialer = Dialer(
+        app.state.sessionmaker,
+        app.state.carriers,
+        dialer_settings(settings),
+        Wakeup(),
+    )
+    app.state.dialer = dialer
+    tasks = [asyncio.create_task(dialer.run())]
+    if not settings.is_sqlite:
+        tasks.append(
+            asyncio.create_task(
+                listen(settings.resolved_database_url, dialer.wakeup, dialer.stopped)
+            )
+        )
+    try:
+        yield dialer
+    finally:
+        dialer.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)

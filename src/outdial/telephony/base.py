@@ -1,0 +1,119 @@
+"""The provider seam: typed requests and events in, typed results and errors out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class CallState(StrEnum):
+    """Our call statuses, in the order a call moves through them."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+LIVE_STATES = frozenset(
+    {CallState.QUEUED, CallState.INITIATED, CallState.RINGING, CallState.IN_PROGRESS}
+)
+FINAL_STATES = frozenset(set(CallState) - LIVE_STATES)
+_RANK = {
+    CallState.QUEUED: 0,
+    CallState.INITIATED: 1,
+    CallState.RINGING: 2,
+    CallState.IN_PROGRESS: 3,
+}
+
+
+def moves_forward(current: str, proposed: str) -> bool:
+    """True when `proposed` is later than `current`: callbacks never move a call backwards."""
+    if current in FINAL_STATES:
+        return False
+    if proposed in FINAL_STATES:
+        return True
+    return _RANK[CallState(proposed)] > _RANK[CallState(current)]
+
+
+class Verdict(StrEnum):
+    HUMAN = "human"
+    MACHINE = "machine"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    """Everything an adapter needs to place one call; URLs already carry our call id."""
+
+    call_id: str
+    to_number: str
+    from_number: str
+    callback_base: str
+    machine_detection_timeout: int
+    ring_timeout: int = 30
+    time_limit: int = 3600
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One provider callback, translated: where the call is now and what is known of it."""
+
+    provider_call_id: str | None
+    state: CallState | None
+    verdict: Verdict | None = None
+    duration_seconds: int | None = None
+    sequence: int | None = None
+    reason: str | None = None
+    dedupe_key: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """What a provider says about a call when asked (reconciliation)."""
+
+    state: CallState
+    duration_seconds: int | None = None
+
+
+class DialErrorKind(StrEnum):
+    RATE_LIMITED = "rate_limited"  # not placed: retry the same attempt after a pause
+    UNAVAILABLE = "unavailable"  # outcome unknown (5xx, network): wait for callbacks first
+    INVALID_NUMBER = "invalid_number"  # the destination can never be called
+    REJECTED = "rejected"  # configuration or account problem (credentials, caller id, …)
+
+
+@dataclass
+class DialError(Exception):
+    kind: DialErrorKind
+    message: str
+    code: str | None = None
+    retry_after: float | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}" + (f" (code {self.code})" if self.code else "")
+
+
+class Provider(Protocol):
+    """A carrier adapter. Credentials and the HTTP client come through the constructor."""
+
+    name: str
+
+    async def dial(self, request: DialRequest) -> str:
+        """Place the call; returns the provider's call id, or raises DialError."""
+        ...
+
+    async def hangup(self, provider_call_id: str) -> None:
+        """End the call whatever its state; a call already gone is not an error."""
+        ...
+
+    async def fetch(self, provider_call_id: str) -> ProviderCall | None:
+        """The provider's view of a call, or None when it does not know it."""
+        ...

@@ -1,0 +1,48 @@
+"""Providers for caller numbers, built from sealed credentials.
+
+In simulated mode the real Twilio and Vobiz adapters are pointed at the carrier simulator
+instead of the internet; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from outdial.models import PhoneNumber
+from outdial.secrets_store import CredentialBox
+from outdial.telephony import twilio, vobiz
+from outdial.telephony.base import Provider
+
+
+class Carriers:
+    def __init__(
+        self, box: CredentialBox, client: httpx.AsyncClient, simulator_url: str | None
+    ) -> None:
+        self._box = box
+        self._client = client
+        self._simulator_url = simulator_url.rstrip("/") if simulator_url else None
+        self._credentials: dict[tuple[str, Any], dict[str, str]] = {}
+
+    def credentials(self, number: PhoneNumber) -> dict[str, str]:
+        """Decrypted once per version of the number's row, then kept in memory."""
+        key = (number.id, number.updated_at)
+        if key not in self._credentials:
+            self._credentials[key] = {
+                k: str(v) for k, v in self._box.open(number.credentials).items()
+            }
+        return self._credentials[key]
+
+    def auth_token(self, number: PhoneNumber) -> str:
+        return self.credentials(number)["auth_token"]
+
+    def for_number(self, number: PhoneNumber) -> Provider:
+        secrets = self.credentials(number)
+        if number.provider == "twilio":
+            base = self._simulator_url or twilio.API_BASE
+            return twilio.TwilioProvider(
+                self._client, secrets["account_sid"], secrets["auth_token"], base
+            )
+        base = f"{self._simulator_url}/api/v1" if self._simulator_url else vobiz.API_BASE
+        return vobiz.VobizProvider(self._client, secrets["auth_id"], secrets["auth_token"], base)

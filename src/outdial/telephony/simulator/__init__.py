@@ -1,0 +1,1 @@
+"""The built-in carrier simulator: Twilio's and Vobiz's REST dialects, real signed callbacks."""

@@ -1,0 +1,183 @@
+"""The simulator's HTTP face: Twilio's and Vobiz's REST dialects plus a small control API."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from outdial.telephony.simulator.carrier import Carrier
+from outdial.telephony.simulator.scenario import Scenario
+
+twilio_router = APIRouter(prefix="/2010-04-01/Accounts/{account_sid}/Calls", tags=["twilio"])
+vobiz_router = APIRouter(prefix="/api/v1/Account/{auth_id}/Call", tags=["vobiz"])
+control_router = APIRouter(prefix="/_sim", tags=["control"])
+
+
+def _carrier(request: Request) -> Carrier:
+    carrier: Carrier = request.app.state.carrier
+    return carrier
+
+
+def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
+
+
+def _basic_auth(request: Request, account_sid: str) -> str | None:
+    """The auth token from HTTP Basic auth, when the user is the account in the path."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, token = base64.b64decode(encoded).decode().partition(":")
+    except ValueError:
+        return None
+    return token if user == account_sid and token else None
+
+
+def _refused(carrier: Carrier, token: str | None) -> bool:
+    return token is None or token in carrier.scenario.reject_credentials
+
+
+@twilio_router.post(".json")
+async def twilio_create(account_sid: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    token = _basic_auth(request, account_sid)
+    if _refused(carrier, token):
+        carrier.seen.rejected += 1
+        return _twilio_error(401, 20003, "Authenticate")
+    if carrier.dice.chance(carrier.scenario.rate_limit_rate):
+        carrier.seen.rate_limited += 1
+        return _twilio_error(429, 20429, "Too Many Requests")
+    form = await request.form()
+    to, from_ = str(form.get("To", "")), str(form.get("From", ""))
+    if not to.startswith("+") or not to[1:].isdigit():
+        return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+    urls = {"answer": str(form.get("Url", "")), "status": str(form.get("StatusCallback", ""))}
+    assert token is not None
+    call = carrier.open_call("twilio", account_sid, token, to, from_, urls)
+    body = {
+        "sid": call.sid,
+        "status": "queued",
+        "to": to,
+        "from": from_,
+        "account_sid": account_sid,
+    }
+    return JSONResponse(body, status_code=201)
+
+
+@twilio_router.get("/{sid}.json")
+async def twilio_fetch(account_sid: str, sid: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    if _refused(carrier, _basic_auth(request, account_sid)):
+        return _twilio_error(401, 20003, "Authenticate")
+    call = carrier.calls.get(sid)
+    if call is None or call.account != account_sid:
+        return _twilio_error(404, 20404, "The requested resource was not found")
+    return JSONResponse({"sid": sid, "status": call.state, "duration": str(call.duration)})
+
+
+@twilio_router.post("/{sid}.json")
+async def twilio_update(account_sid: str, sid: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    if _refused(carrier, _basic_auth(request, account_sid)):
+        return _twilio_error(401, 20003, "Authenticate")
+    call = carrier.calls.get(sid)
+    if call is None or call.account != account_sid:
+        return _twilio_error(404, 20404, "The requested resource was not found")
+    form = await request.form()
+    if form.get("Status") in ("completed", "canceled") and not carrier.hang_up(sid):
+        return _twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+    return JSONResponse({"sid": sid, "status": call.state})
+
+
+def _vobiz_token(request: Request, auth_id: str) -> str | None:
+    if request.headers.get("x-auth-id") != auth_id:
+        return None
+    return request.headers.get("x-auth-token") or None
+
+
+@vobiz_router.post("/")
+async def vobiz_create(auth_id: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    token = _vobiz_token(request, auth_id)
+    if _refused(carrier, token):
+        carrier.seen.rejected += 1
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    if carrier.dice.chance(carrier.scenario.rate_limit_rate):
+        carrier.seen.rate_limited += 1
+        return JSONResponse({"error": "too many requests"}, status_code=429)
+    body: dict[str, Any] = await request.json()
+    urls = {
+        name: str(body.get(f"{name}_url", ""))
+        for name in ("answer", "ring", "hangup", "machine_detection")
+    }
+    urls["machine"] = urls.pop("machine_detection")
+    assert token is not None
+    call = carrier.open_call(
+        "vobiz",
+        auth_id,
+        token,
+        str(body.get("to", "")),
+        "+" + str(body.get("from", "")).lstrip("+"),
+        urls,
+    )
+    return JSONResponse(
+        {"api_id": secrets.token_hex(8), "message": "Call fired", "request_uuid": call.sid},
+        status_code=201,
+    )
+
+
+@vobiz_router.delete("/{uuid}/")
+async def vobiz_hangup(auth_id: str, uuid: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    if _refused(carrier, _vobiz_token(request, auth_id)):
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    return Response(status_code=204 if carrier.hang_up(uuid) else 404)
+
+
+@vobiz_router.get("/{uuid}/")
+async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
+    carrier = _carrier(request)
+    if _refused(carrier, _vobiz_token(request, auth_id)):
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    call = carrier.calls.get(uuid)
+    if call is None or (request.query_params.get("status") == "live" and not call.live):
+        return JSONResponse({"error": "not found"}, status_code=404)
+    return JSONResponse(
+        {"call_uuid": uuid, "call_status": call.state, "bill_duration": call.duration}
+    )
+
+
+@control_router.get("/stats")
+async def stats(request: Request) -> dict[str, Any]:
+    return _carrier(request).seen.as_dict()
+
+
+@control_router.put("/scenario")
+async def set_scenario(scenario: Scenario, request: Request) -> dict[str, Any]:
+    _carrier(request).set_scenario(scenario)
+    return scenario.model_dump()
+
+
+def create_simulator(scenario: Scenario | None = None) -> FastAPI:
+    """A standalone simulator app (`outdial simulator`), or one to mount inside outdial."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+            app.state.carrier = Carrier(scenario or Scenario(), client)
+            yield
+            await app.state.carrier.close()
+
+    app = FastAPI(title="outdial carrier simulator", lifespan=lifespan)
+    for router in (twilio_router, vobiz_router, control_router):
+        app.include_router(router)
+    return app

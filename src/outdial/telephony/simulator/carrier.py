@@ -1,0 +1,341 @@
+"""The simulated carrier's calls: their lifecycles, their callbacks, and what was observed.
+
+Each call runs as one task: ring, then the fate the scenario drew (a human or a machine
+answers, nobody answers, busy, failure), sending the provider's callbacks over real HTTP,
+signed with the account's token. The carrier also watches what a carrier could see of the
+dialer's behaviour: live calls per caller number and overlapping calls to one person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from outdial.telephony import vobiz
+from outdial.telephony.simulator.scenario import Dice, Fate, Scenario
+
+
+@dataclass
+class SimCall:
+    sid: str
+    dialect: str  # "twilio" | "vobiz"
+    account: str
+    token: str
+    to_number: str
+    from_number: str
+    urls: dict[str, str]
+    fate: Fate
+    ring_seconds: float
+    talk_seconds: float
+    state: str = "queued"
+    created: float = field(default_factory=time.monotonic)
+    answered: float | None = None
+    ended: float | None = None
+    hangup: asyncio.Event = field(default_factory=asyncio.Event)
+    sequence: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.ended is None
+
+    @property
+    def duration(self) -> int:
+        if self.answered is None:
+            return 0
+        return max(0, round((self.ended or time.monotonic()) - self.answered))
+
+
+class Observations:
+    """What the carrier saw: the numbers a concurrency test asserts on."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.rate_limited = 0
+        self.rejected = 0
+        self.live_by_from: Counter[str] = Counter()
+        self.peak_by_from: Counter[str] = Counter()
+        self.live_by_to: Counter[tuple[str, str]] = Counter()
+        self.overlaps: list[dict[str, Any]] = []
+        self.dials_by_to: defaultdict[str, int] = defaultdict(int)
+
+    def start(self, call: SimCall) -> None:
+        self.created += 1
+        self.dials_by_to[call.to_number] += 1
+        key = (call.account, call.to_number)
+        if self.live_by_to[key]:
+            self.overlaps.append({"to": call.to_number, "sid": call.sid})
+        self.live_by_to[key] += 1
+        self.live_by_from[call.from_number] += 1
+        self.peak_by_from[call.from_number] = max(
+            self.peak_by_from[call.from_number], self.live_by_from[call.from_number]
+        )
+
+    def end(self, call: SimCall) -> None:
+        self.live_by_to[(call.account, call.to_number)] -= 1
+        self.live_by_from[call.from_number] -= 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "rate_limited": self.rate_limited,
+            "rejected": self.rejected,
+            "live": sum(self.live_by_from.values()),
+            "live_by_from": dict(self.live_by_from),
+            "peak_by_from": dict(self.peak_by_from),
+            "overlaps": self.overlaps,
+            "dials_by_to": dict(self.dials_by_to),
+        }
+
+
+Sender = Callable[[SimCall, str, dict[str, str]], Awaitable[httpx.Response | None]]
+
+
+class Carrier:
+    """Calls in flight, the scenario that decides them, and the client that calls back."""
+
+    def __init__(self, scenario: Scenario, client: httpx.AsyncClient) -> None:
+        self.scenario = scenario
+        self.dice = Dice(scenario)
+        self.client = client
+        self.calls: dict[str, SimCall] = {}
+        self.seen = Observations()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def set_scenario(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.dice = Dice(scenario)
+
+    def open_call(
+        self,
+        dialect: str,
+        account: str,
+        token: str,
+        to_number: str,
+        from_number: str,
+        urls: dict[str, str],
+    ) -> SimCall:
+        prefix = "CA" if dialect == "twilio" else ""
+        sid = prefix + secrets.token_hex(16)
+        call = SimCall(
+            sid,
+            dialect,
+            account,
+            token,
+            to_number,
+            from_number,
+            urls,
+            self.dice.fate(),
+            self.dice.seconds(self.scenario.ring_seconds),
+            self.dice.seconds(self.scenario.talk_seconds),
+        )
+        self.calls[sid] = call
+        self.seen.start(call)
+        run = self._run_twilio if dialect == "twilio" else self._run_vobiz
+        self._spawn(run(call))
+        return call
+
+    def hang_up(self, sid: str) -> bool:
+        call = self.calls.get(sid)
+        if call is None or not call.live:
+            return False
+        call.hangup.set()
+        return True
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait(self, call: SimCall, seconds: float) -> bool:
+        """Sleep unless the call is hung up first; True when it was hung up."""
+        try:
+            await asyncio.wait_for(call.hangup.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _finish(self, call: SimCall, state: str) -> None:
+        call.state = state
+        call.ended = time.monotonic()
+        self.seen.end(call)
+
+    # Twilio -------------------------------------------------------------------------------
+
+    async def _run_twilio(self, call: SimCall) -> None:
+        try:
+            await self._twilio_status(call, "initiated")
+            call.state = "ringing"
+            await self._twilio_status(call, "ringing")
+            if await self._wait(call, call.ring_seconds):
+                self._finish(call, "canceled")
+                await self._twilio_status(call, "canceled")
+                return
+            if call.fate in (Fate.HUMAN, Fate.MACHINE):
+                await self._twilio_talk(call)
+                return
+            state = {Fate.NO_ANSWER: "no-answer", Fate.BUSY: "busy"}.get(call.fate, "failed")
+            self._finish(call, state)
+            await self._twilio_status(
+                call, state, {"SipResponseCode": "404"} if state == "failed" else None
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the carrier never dies of one call
+            if call.live:
+                self._finish(call, "failed")
+
+    async def _twilio_talk(self, call: SimCall) -> None:
+        call.state, call.answered = "in-progress", time.monotonic()
+        answered_by = "human" if call.fate is Fate.HUMAN else "machine_end_beep"
+        reply = await self._send(
+            call,
+            call.urls["answer"],
+            self._twilio_params(call, "in-progress", AnsweredBy=answered_by),
+        )
+        await self._twilio_status(call, "in-progress", {"AnsweredBy": answered_by})
+        talk = call.talk_seconds
+        if reply is not None and "<Hangup" in reply.text:
+            talk = 0.0
+        await self._wait(call, talk)
+        self._finish(call, "completed")
+        await self._twilio_status(call, "completed", {"CallDuration": str(call.duration)})
+
+    def _twilio_params(self, call: SimCall, status: str, **extra: str) -> dict[str, str]:
+        return {
+            "CallSid": call.sid,
+            "AccountSid": call.account,
+            "From": call.from_number,
+            "To": call.to_number,
+            "CallStatus": status,
+            "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01",
+            **extra,
+        }
+
+    async def _twilio_status(
+        self, call: SimCall, status: str, extra: dict[str, str] | None = None
+    ) -> None:
+        params = self._twilio_params(
+            call,
+            status,
+            SequenceNumber=str(call.sequence),
+            CallbackSource="call-progress-events",
+            **(extra or {}),
+        )
+        call.sequence += 1
+        self._deliver(call, call.urls["status"], params)
+
+    # Vobiz --------------------------------------------------------------------------------
+
+    async def _run_vobiz(self, call: SimCall) -> None:
+        try:
+            call.state = "ringing"
+            self._deliver(call, call.urls["ring"], self._vobiz_params(call, "Ring", "ringing"))
+            if await self._wait(call, call.ring_seconds):
+                await self._vobiz_hangup(call, "1000", "ORIGINATOR_CANCEL", "cancel")
+                return
+            if call.fate in (Fate.HUMAN, Fate.MACHINE):
+                await self._vobiz_talk(call)
+                return
+            cause = {
+                Fate.NO_ANSWER: ("3000", "NO_ANSWER", "no-answer"),
+                Fate.BUSY: ("3010", "USER_BUSY", "busy"),
+            }.get(call.fate, ("3090", "NORMAL_TEMPORARY_FAILURE", "failed"))
+            await self._vobiz_hangup(call, *cause)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if call.live:
+                self._finish(call, "failed")
+
+    async def _vobiz_talk(self, call: SimCall) -> None:
+        call.state, call.answered = "in-progress", time.monotonic()
+        await self._send(
+            call, call.urls["answer"], self._vobiz_params(call, "StartApp", "in-progress")
+        )
+        machine = "true" if call.fate is Fate.MACHINE else "false"
+        self._deliver(
+            call,
+            call.urls["machine"],
+            self._vobiz_params(
+                call, "MachineDetection", "in-progress", Machine=machine, IfMachine="continue"
+            ),
+        )
+        await self._wait(call, call.talk_seconds if machine == "false" else 1.0)
+        await self._vobiz_hangup(call, "4000", "NORMAL_CLEARING", "completed")
+
+    def _vobiz_params(self, call: SimCall, event: str, status: str, **extra: str) -> dict[str, str]:
+        return {
+            "CallUUID": call.sid,
+            "RequestUUID": call.sid,
+            "From": call.from_number,
+            "To": call.to_number,
+            "Direction": "outbound",
+            "Event": event,
+            "CallStatus": status,
+            **extra,
+        }
+
+    async def _vobiz_hangup(self, call: SimCall, code: str, cause: str, status: str) -> None:
+        self._finish(call, status)
+        self._deliver(
+            call,
+            call.urls["hangup"],
+            self._vobiz_params(
+                call,
+                "Hangup",
+                status,
+                HangupCauseCode=code,
+                HangupCause=cause,
+                Duration=str(call.duration),
+                BillDuration=str(call.duration),
+            ),
+        )
+
+    # Delivery -----------------------------------------------------------------------------
+
+    def _deliver(self, call: SimCall, url: str, params: dict[str, str]) -> None:
+        """Send a callback; the scenario may duplicate it or let later ones overtake it."""
+        delay = (
+            self.dice.seconds((0.05, 0.3)) if self.dice.chance(self.scenario.reorder_rate) else 0
+        )
+        self._spawn(self._send_later(call, url, params, delay))
+        if self.dice.chance(self.scenario.duplicate_rate):
+            self._spawn(self._send_later(call, url, params, self.dice.seconds((0.0, 0.2))))
+
+    async def _send_later(
+        self, call: SimCall, url: str, params: dict[str, str], delay: float
+    ) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        await self._send(call, url, params)
+
+    async def _send(self, call: SimCall, url: str, params: dict[str, str]) -> httpx.Response | None:
+        headers = self._signature(call, url, params)
+        try:
+            return await self.client.post(url, data=params, headers=headers)
+        except httpx.HTTPError:
+            return None  # a service that is down misses the callback, as with a real carrier
+
+    def _signature(self, call: SimCall, url: str, params: dict[str, str]) -> dict[str, str]:
+        if call.dialect == "twilio":
+            signature = RequestValidator(call.token).compute_signature(url, params)
+            return {"X-Twilio-Signature": signature}
+        nonce = "".join(secrets.choice("0123456789") for _ in range(20))
+        return {
+            "X-Vobiz-Signature-V3": vobiz.sign_v3(url, nonce, call.token),
+            "X-Vobiz-Signature-V3-Nonce": nonce,
+        }

@@ -1,0 +1,61 @@
+"""What the simulated carrier does with each call: seedable shares, timings and misbehaviour."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Fate(StrEnum):
+    HUMAN = "human"
+    MACHINE = "machine"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+class Scenario(BaseModel):
+    """Shares need not sum to 1; they are weights. Durations are seconds (ranges)."""
+
+    human: float = Field(default=0.6, ge=0)
+    machine: float = Field(default=0.15, ge=0)
+    no_answer: float = Field(default=0.15, ge=0)
+    busy: float = Field(default=0.05, ge=0)
+    failed: float = Field(default=0.05, ge=0)
+    ring_seconds: tuple[float, float] = (1.0, 4.0)
+    talk_seconds: tuple[float, float] = (5.0, 20.0)
+    duplicate_rate: float = Field(default=0.0, ge=0, le=1)
+    reorder_rate: float = Field(default=0.0, ge=0, le=1)
+    rate_limit_rate: float = Field(default=0.0, ge=0, le=1)
+    reject_credentials: list[str] = Field(
+        default_factory=list, description="Auth tokens the carrier refuses (401)."
+    )
+    seed: int = 0
+
+
+@dataclass
+class Dice:
+    """The scenario's seeded randomness, drawn in call order."""
+
+    scenario: Scenario
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.scenario.seed)
+
+    def fate(self) -> Fate:
+        s = self.scenario
+        weights = [s.human, s.machine, s.no_answer, s.busy, s.failed]
+        if sum(weights) <= 0:
+            return Fate.HUMAN
+        return self.rng.choices(list(Fate), weights=weights)[0]
+
+    def seconds(self, bounds: tuple[float, float]) -> float:
+        low, high = bounds
+        return self.rng.uniform(low, max(low, high))
+
+    def chance(self, rate: float) -> bool:
+        return rate > 0 and self.rng.random() < rate

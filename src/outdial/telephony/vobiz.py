@@ -1,0 +1,190 @@
+"""Vobiz: its Plivo-like REST API over httpx, and the callbacks it sends us.
+
+Dial: `POST /api/v1/Account/{auth_id}/Call/` (JSON) with answer, ring, hangup and
+machine-detection URLs. The hangup callback is the authoritative end of a call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from outdial.telephony.base import (
+    CallEvent,
+    CallState,
+    DialError,
+    DialErrorKind,
+    DialRequest,
+    ProviderCall,
+    Verdict,
+)
+
+API_BASE = "https://api.vobiz.ai/api/v1"
+AMD_MS = (2000, 10_000)
+_CAUSE_STATES = {
+    "1000": CallState.CANCELED,
+    "3000": CallState.NO_ANSWER,
+    "6010": CallState.NO_ANSWER,
+    "3010": CallState.BUSY,
+    "3100": CallState.BUSY,
+    "4000": CallState.COMPLETED,
+    "4010": CallState.COMPLETED,
+    "6000": CallState.COMPLETED,
+    "9100": CallState.COMPLETED,
+}
+_STATUS_STATES = {
+    "busy": CallState.BUSY,
+    "no-answer": CallState.NO_ANSWER,
+    "timeout": CallState.NO_ANSWER,
+    "cancel": CallState.CANCELED,
+    "failed": CallState.FAILED,
+    "completed": CallState.COMPLETED,
+}
+INVALID_NUMBER_CAUSES = frozenset({"2000", "2010", "3050", "3120"})
+
+
+def clamp_amd_ms(seconds: int) -> int:
+    """Vobiz accepts machine_detection_time of 2000..10000 ms."""
+    low, high = AMD_MS
+    return min(max(seconds * 1000, low), high)
+
+
+class VobizProvider:
+    name = "vobiz"
+
+    def __init__(
+        self, client: httpx.AsyncClient, auth_id: str, auth_token: str, base_url: str = API_BASE
+    ) -> None:
+        self._client = client
+        self._headers = {"X-Auth-ID": auth_id, "X-Auth-Token": auth_token}
+        self._calls = f"{base_url.rstrip('/')}/Account/{auth_id}/Call/"
+
+    async def dial(self, request: DialRequest) -> str:
+        base = request.callback_base
+        body = {
+            "from": request.from_number.lstrip("+"),
+            "to": request.to_number,
+            "answer_url": f"{base}/answer",
+            "answer_method": "POST",
+            "ring_url": f"{base}/ring",
+            "ring_method": "POST",
+            "hangup_url": f"{base}/hangup",
+            "hangup_method": "POST",
+            "machine_detection": "true",
+            "machine_detection_time": clamp_amd_ms(request.machine_detection_timeout),
+            "machine_detection_url": f"{base}/machine",
+            "machine_detection_method": "POST",
+            "ring_timeout": request.ring_timeout,
+            "time_limit": request.time_limit,
+        }
+        response = await self._send("POST", self._calls, json=body)
+        if not response.is_success:
+            raise _dial_error(response)
+        payload = response.json()
+        return str(payload.get("request_uuid") or payload["call_uuid"])
+
+    async def hangup(self, provider_call_id: str) -> None:
+        response = await self._send("DELETE", f"{self._calls}{provider_call_id}/")
+        if response.status_code not in (200, 204, 404):
+            raise _dial_error(response)
+
+    async def fetch(self, provider_call_id: str) -> ProviderCall | None:
+        live = await self._send(
+            "GET", f"{self._calls}{provider_call_id}/", params={"status": "live"}
+        )
+        if live.is_success:
+            return ProviderCall(CallState.IN_PROGRESS)
+        record = await self._send("GET", f"{self._calls}{provider_call_id}/")
+        if record.status_code == 404:
+            return None
+        if not record.is_success:
+            raise _dial_error(record)
+        body = record.json()
+        state = _hangup_state(str(body.get("hangup_cause_code", "")), body.get("call_status"))
+        duration = body.get("bill_duration") or body.get("duration")
+        return ProviderCall(state, int(duration) if duration else None)
+
+    async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, headers=self._headers, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise DialError(DialErrorKind.UNAVAILABLE, f"Vobiz unreachable: {exc!r}") from exc
+
+
+def _dial_error(response: httpx.Response) -> DialError:
+    try:
+        message = str(response.json().get("error") or response.json().get("message"))
+    except (ValueError, AttributeError):
+        message = response.text[:200]
+    if response.status_code == 429:
+        retry_after = response.headers.get("Retry-After")
+        return DialError(
+            DialErrorKind.RATE_LIMITED, message, "429", float(retry_after) if retry_after else None
+        )
+    if response.status_code >= 500:
+        return DialError(DialErrorKind.UNAVAILABLE, message, str(response.status_code))
+    return DialError(DialErrorKind.REJECTED, message, str(response.status_code))
+
+
+def signed_base(url: str) -> str:
+    scheme, netloc, path, _query, _fragment = urlsplit(url)
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def sign_v3(url: str, nonce: str, auth_token: str) -> str:
+    """V3: base64(HMAC-SHA256(auth_token, base_url + "." + nonce)); the body is not signed."""
+    message = f"{signed_base(url)}.{nonce}".encode()
+    return base64.b64encode(
+        hmac.new(auth_token.encode(), message, hashlib.sha256).digest()
+    ).decode()
+
+
+def verify(url: str, nonce: str | None, signature: str | None, auth_token: str) -> bool:
+    if not nonce or not signature:
+        return False
+    expected = sign_v3(url, nonce, auth_token)
+    return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(","))
+
+
+def _hangup_state(cause: str, status: str | None) -> CallState:
+    if cause in _CAUSE_STATES:
+        return _CAUSE_STATES[cause]
+    if status and status in _STATUS_STATES and status != "completed":
+        return _STATUS_STATES[status]
+    return CallState.FAILED if cause else _STATUS_STATES.get(status or "", CallState.FAILED)
+
+
+def parse_ring(form: Mapping[str, str]) -> CallEvent:
+    return CallEvent(form.get("CallUUID"), CallState.RINGING, dedupe_key="ring")
+
+
+def parse_answer(form: Mapping[str, str]) -> CallEvent:
+    return CallEvent(form.get("CallUUID"), CallState.IN_PROGRESS, dedupe_key="answer")
+
+
+def parse_machine(form: Mapping[str, str]) -> CallEvent:
+    machine = form.get("Machine", "").lower() == "true"
+    return CallEvent(
+        form.get("CallUUID"),
+        None,
+        verdict=Verdict.MACHINE if machine else Verdict.HUMAN,
+        dedupe_key="machine",
+    )
+
+
+def parse_hangup(form: Mapping[str, str]) -> CallEvent:
+    cause = form.get("HangupCauseCode", "")
+    duration = form.get("Duration") or form.get("BillDuration")
+    return CallEvent(
+        provider_call_id=form.get("CallUUID"),
+        state=_hangup_state(cause, form.get("CallStatus")),
+        verdict=Verdict.MACHINE if cause == "9100" else None,
+        duration_seconds=int(duration) if duration and duration.isdigit() else None,
+        reason=form.get("HangupCause") or cause or None,
+        dedupe_key="hangup",
+    )

@@ -1,0 +1,195 @@
+"""The dialer's invariants under real processes on PostgreSQL: several workers, duplicated and
+reordered callbacks, and a worker killed with SIGKILL in the middle of a campaign."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from outdial.campaign.state import COUNT_KEYS, RECIPIENT_FINAL
+from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.processes import Cluster
+from tests.support import admin_url_database, create_database, drop_database, numbers
+
+pytestmark = pytest.mark.skipif(
+    not POSTGRES_URL and not REQUIRE_POSTGRES, reason="needs PostgreSQL (OUTDIAL_TEST_POSTGRES_URL)"
+)
+
+SCENARIO = {
+    "human": 5,
+    "machine": 2,
+    "no_answer": 2,
+    "busy": 1,
+    "failed": 1,
+    "ring_seconds": [0.02, 0.25],
+    "talk_seconds": [0.02, 0.4],
+    "duplicate_rate": 0.3,
+    "reorder_rate": 0.3,
+    "seed": 42,
+}
+LIVE = ("queued", "initiated", "ringing", "in_progress")
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    assert POSTGRES_URL, "OUTDIAL_TEST_POSTGRES_URL is not set"
+    name = f"outdial_accept_{secrets.token_hex(4)}"
+    await create_database(POSTGRES_URL, name)
+    running = Cluster(admin_url_database(POSTGRES_URL, name), tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+        await drop_database(POSTGRES_URL, name)
+
+
+def dsn(cluster: Cluster) -> str:
+    return cluster.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def start_campaign(api: httpx.AsyncClient, count: int, **fields: Any) -> str:
+    assistant = (await api.post("/assistants", json={"name": "Ava"})).json()
+    number = (
+        await api.post(
+            "/phone-numbers",
+            json={
+                "phone_number": "+14155550123",
+                "provider": "twilio",
+                "account_sid": "AC" + "1" * 32,
+                "auth_token": "acceptance-token",
+                "calls_per_second": 500,
+            },
+        )
+    ).json()
+    response = await api.post(
+        "/campaign",
+        json={
+            "name": "acceptance",
+            "assistant_id": assistant["id"],
+            "phone_number_id": number["id"],
+            "recipients": [{"phone_number": n} for n in numbers(count)],
+            **fields,
+        },
+    )
+    assert response.status_code == 200, response.text
+    campaign_id = str(response.json()["id"])
+    assert (await api.post(f"/campaign/{campaign_id}/start")).status_code == 200
+    return campaign_id
+
+
+class Sampler:
+    """Live calls of one campaign, as the database and the carrier see them, every few ms."""
+
+    def __init__(self, cluster: Cluster, campaign_id: str) -> None:
+        self.cluster, self.campaign_id = cluster, campaign_id
+        self.database_peak = self.samples = 0
+        self.stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        connection = await asyncpg.connect(dsn(self.cluster))
+        try:
+            while not self.stopped.is_set():
+                live = await connection.fetchval(
+                    "SELECT count(*) FROM calls WHERE campaign_id = $1 AND status = ANY($2)",
+                    self.campaign_id,
+                    list(LIVE),
+                )
+                self.database_peak = max(self.database_peak, int(live))
+                self.samples += 1
+                await asyncio.sleep(0.005)
+        finally:
+            await connection.close()
+
+
+async def completed(api: httpx.AsyncClient, campaign_id: str, timeout: float) -> dict[str, Any]:
+    for _ in range(int(timeout / 0.25)):
+        campaign = (await api.get(f"/campaign/{campaign_id}")).json()
+        if campaign["status"] == "completed":
+            return dict(campaign)
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"campaign did not complete: {campaign['counts']}")
+
+
+async def check_ledger(cluster: Cluster, campaign: dict[str, Any], max_attempts: int) -> None:
+    """Every recipient final, attempts within the policy, no person dialed more often than
+    their attempts, counts equal to the rows, every slot released."""
+    connection = await asyncpg.connect(dsn(cluster))
+    try:
+        rows = await connection.fetch(
+            "SELECT phone_number, status, attempts FROM campaign_recipients WHERE campaign_id = $1",
+            campaign["id"],
+        )
+        live = await connection.fetchval(
+            "SELECT count(*) FROM calls WHERE campaign_id = $1 AND status = ANY($2)",
+            campaign["id"],
+            list(LIVE),
+        )
+    finally:
+        await connection.close()
+    async with httpx.AsyncClient(base_url=cluster.simulator) as sim:
+        seen = (await sim.get("/_sim/stats")).json()
+    assert all(row["status"] in RECIPIENT_FINAL for row in rows)
+    assert all(1 <= row["attempts"] <= max_attempts for row in rows)
+    for row in rows:
+        assert seen["dials_by_to"].get(row["phone_number"], 0) <= row["attempts"], row
+    assert seen["overlaps"] == []
+    by_status = {key: 0 for key in COUNT_KEYS}
+    for row in rows:
+        by_status[row["status"]] += 1
+    counts = campaign["counts"]
+    assert {
+        k: counts[k] for k in by_status if k not in ("total", "calls_placed", "calls_active")
+    } == {k: v for k, v in by_status.items() if k not in ("total", "calls_placed", "calls_active")}
+    assert counts["total"] == len(rows)
+    assert counts["calls_active"] == 0 and live == 0
+    assert counts["calls_placed"] == seen["created"]
+
+
+@contextlib.asynccontextmanager
+async def client(cluster: Cluster) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=cluster.api, headers=cluster.credentials(), timeout=30
+    ) as api:
+        yield api
+
+
+async def test_three_workers_never_exceed_max_concurrency(cluster: Cluster) -> None:
+    await cluster.start(SCENARIO, workers=3)
+    async with client(cluster) as api:
+        policy = {"max_attempts": 2, "retry_on": ["busy", "failed"], "delays_seconds": [60]}
+        campaign_id = await start_campaign(api, 500, max_concurrency=7, retry_policy=policy)
+        sampler = Sampler(cluster, campaign_id)
+        sampling = asyncio.create_task(sampler.run())
+        try:
+            campaign = await completed(api, campaign_id, timeout=300)
+        finally:
+            sampler.stopped.set()
+            await sampling
+    async with httpx.AsyncClient(base_url=cluster.simulator) as sim:
+        seen = (await sim.get("/_sim/stats")).json()
+    assert sampler.samples > 100
+    assert sampler.database_peak <= 7, cluster.logs()
+    assert seen["peak_by_from"]["+14155550123"] <= 7
+    assert seen["peak_by_from"]["+14155550123"] >= 5  # the workers did fill the slots
+    await check_ledger(cluster, campaign, max_attempts=2)
+    assert campaign["ended_reason"] == "all_recipients_done"
+
+
+async def test_a_worker_killed_mid_campaign_loses_nothing(cluster: Cluster) -> None:
+    await cluster.start(SCENARIO, workers=2)
+    async with client(cluster) as api, httpx.AsyncClient(base_url=cluster.simulator) as sim:
+        campaign_id = await start_campaign(api, 200, max_concurrency=6)
+        while (await sim.get("/_sim/stats")).json()["created"] < 60:
+            await asyncio.sleep(0.02)
+        cluster.kill("worker0")
+        cluster.spawn("worker2", "worker")
+        campaign = await completed(api, campaign_id, timeout=240)
+    await check_ledger(cluster, campaign, max_attempts=1)

@@ -1,0 +1,99 @@
+"""The real Twilio and Vobiz adapters against the carrier simulator's REST dialects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from tests.dialing import wait_for
+
+from outdial.telephony.base import LIVE_STATES, CallState, DialError, DialErrorKind, DialRequest
+from outdial.telephony.simulator.app import create_simulator
+from outdial.telephony.simulator.scenario import Scenario
+from outdial.telephony.twilio import TwilioProvider
+from outdial.telephony.vobiz import VobizProvider
+
+SID = "AC" + "ab" * 16
+REQUEST = DialRequest(
+    call_id="call_1",
+    to_number="+14155550100",
+    from_number="+14155550123",
+    callback_base="http://127.0.0.1:9/telephony/x/call_1/s",
+    machine_detection_timeout=30,
+)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_simulator(Scenario(ring_seconds=(30, 30), reject_credentials=["bad-token"]))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client,
+    ):
+        yield client
+
+
+def twilio_on(client: httpx.AsyncClient, token: str = "good") -> TwilioProvider:
+    return TwilioProvider(client, SID, token, base_url="http://sim")
+
+
+def vobiz_on(client: httpx.AsyncClient, token: str = "good") -> VobizProvider:
+    return VobizProvider(client, "MA_TEST", token, base_url="http://sim/api/v1")
+
+
+async def test_twilio_dial_fetch_and_hang_up(simulator: httpx.AsyncClient) -> None:
+    provider = twilio_on(simulator)
+    sid = await provider.dial(REQUEST)
+    assert sid.startswith("CA") and len(sid) == 34
+    seen = await provider.fetch(sid)
+    assert seen is not None and seen.state in LIVE_STATES
+    await provider.hangup(sid)
+    await provider.hangup(sid)  # a second hang-up of an ended call is not an error
+    assert await provider.fetch("CA" + "0" * 32) is None
+
+
+async def test_twilio_errors_become_dial_error_kinds(simulator: httpx.AsyncClient) -> None:
+    with pytest.raises(DialError) as refused:
+        await twilio_on(simulator, "bad-token").dial(REQUEST)
+    assert refused.value.kind is DialErrorKind.REJECTED and refused.value.code == "20003"
+    with pytest.raises(DialError) as invalid:
+        await twilio_on(simulator).dial(DialRequest(**{**REQUEST.__dict__, "to_number": "12"}))
+    assert invalid.value.kind is DialErrorKind.INVALID_NUMBER and invalid.value.code == "21211"
+    await simulator.put("/_sim/scenario", json={"rate_limit_rate": 1.0})
+    with pytest.raises(DialError) as limited:
+        await twilio_on(simulator).dial(REQUEST)
+    assert limited.value.kind is DialErrorKind.RATE_LIMITED
+
+
+async def test_twilio_unreachable_is_unavailable() -> None:
+    async with httpx.AsyncClient() as client:
+        provider = TwilioProvider(client, SID, "t", base_url="http://127.0.0.1:9")
+        with pytest.raises(DialError) as down:
+            await provider.dial(REQUEST)
+    assert down.value.kind is DialErrorKind.UNAVAILABLE
+
+
+async def test_vobiz_dial_fetch_and_hang_up(simulator: httpx.AsyncClient) -> None:
+    provider = vobiz_on(simulator)
+    uuid = await provider.dial(REQUEST)
+    seen = await provider.fetch(uuid)
+    assert seen is not None and seen.state is CallState.IN_PROGRESS  # live, as Vobiz reports it
+    await provider.hangup(uuid)
+
+    async def ended() -> bool:
+        stats = (await simulator.get("/_sim/stats")).json()
+        return bool(stats["created"] == 1 and stats["live"] == 0)
+
+    await wait_for(ended, timeout=5)
+    assert await provider.fetch(uuid) is not None  # the record of an ended call remains
+
+
+async def test_vobiz_errors_become_dial_error_kinds(simulator: httpx.AsyncClient) -> None:
+    with pytest.raises(DialError) as refused:
+        await vobiz_on(simulator, "bad-token").dial(REQUEST)
+    assert refused.value.kind is DialErrorKind.REJECTED
+    await simulator.put("/_sim/scenario", json={"rate_limit_rate": 1.0})
+    with pytest.raises(DialError) as limited:
+        await vobiz_on(simulator).dial(REQUEST)
+    assert limited.value.kind is DialErrorKind.RATE_LIMITED

@@ -1,0 +1,144 @@
+"""POST /calls places a call through the same engine; PATCH hangs it up; stop can end calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.dialing import Service, wait_for
+from tests.support import Tenant, numbers
+
+
+async def call_status(tenant: Tenant, call_id: str, *statuses: str) -> Any:
+    async def check() -> Any:
+        call = await tenant.ok("GET", f"/calls/{call_id}")
+        return call if call["status"] in statuses else None
+
+    return await wait_for(check)
+
+
+async def test_a_single_call_is_placed_answered_and_hung_up(service: Service) -> None:
+    await service.scenario(
+        human=1,
+        machine=0,
+        no_answer=0,
+        busy=0,
+        failed=0,
+        ring_seconds=[0.05, 0.1],
+        talk_seconds=[60, 60],
+    )
+    tenant = await service.tenant()
+    assistant = await tenant.assistant()
+    number = await tenant.phone_number(assistant_id=assistant["id"])
+    call = await tenant.ok(
+        "POST",
+        "/calls",
+        json={"phone_number_id": number["id"], "to_number": "(415) 555-0100", "label": "vip"},
+    )
+    assert call["to_number"] == "+14155550100" and call["label"] == "vip"
+    assert call["assistant_id"] == assistant["id"] and call["campaign_id"] is None
+    assert call["provider_call_sid"].startswith("CA")
+    live = await call_status(tenant, call["id"], "in_progress")
+    assert live["answered_by"] == "human" and live["answered_at"]
+    again = await tenant.post(
+        "/calls", json={"phone_number_id": number["id"], "to_number": "+14155550100"}
+    )
+    assert again.status_code == 409  # one live call per person
+    await tenant.ok("PATCH", f"/calls/{call['id']}", json={"action": "hangup"})
+    ended = await call_status(tenant, call["id"], "completed")
+    assert ended["ended_at"] and ended["duration_seconds"] is not None
+    refused = await tenant.request("PATCH", f"/calls/{call['id']}", json={"action": "hangup"})
+    assert refused.status_code == 409
+
+
+async def test_a_call_needs_an_assistant_and_a_valid_number(service: Service) -> None:
+    tenant = await service.tenant()
+    number = await tenant.phone_number()
+    missing = await tenant.post(
+        "/calls", json={"phone_number_id": number["id"], "to_number": "+14155550100"}
+    )
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == [
+        "body",
+        "assistant_id",
+    ]
+    assistant = await tenant.assistant()
+    invalid = await tenant.post(
+        "/calls",
+        json={"phone_number_id": number["id"], "to_number": "12", "assistant_id": assistant["id"]},
+    )
+    assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == [
+        "body",
+        "to_number",
+    ]
+    assert (await service.observed())["created"] == 0
+
+
+async def test_stop_with_hangup_active_ends_live_calls(service: Service) -> None:
+    await service.scenario(
+        human=1,
+        machine=0,
+        no_answer=0,
+        busy=0,
+        failed=0,
+        ring_seconds=[0.05, 0.1],
+        talk_seconds=[60, 60],
+    )
+    tenant = await service.tenant()
+    number = await tenant.phone_number(calls_per_second=100)
+    campaign = await tenant.campaign(
+        phone_number_id=number["id"],
+        max_concurrency=3,
+        recipients=[{"phone_number": n} for n in numbers(6)],
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def three_talking() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        return current if current["counts"]["in_progress"] == 3 else None
+
+    await wait_for(three_talking)
+    stopped = await tenant.ok(
+        "POST", f"/campaign/{campaign['id']}/stop", json={"hangup_active": True}
+    )
+    assert stopped["status"] == "completed" and stopped["ended_reason"] == "stopped"
+    assert stopped["counts"]["cancelled"] == 3
+
+    async def all_final() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        return current if current["counts"]["calls_active"] == 0 else None
+
+    final = await wait_for(all_final)
+    assert final["counts"]["completed"] == 3 and final["counts"]["cancelled"] == 3
+    assert (await service.observed())["created"] == 3
+
+
+async def test_schedule_end_expires_the_rest(service: Service) -> None:
+    await service.scenario(
+        human=1,
+        machine=0,
+        no_answer=0,
+        busy=0,
+        failed=0,
+        ring_seconds=[0.05, 0.1],
+        talk_seconds=[1.5, 1.5],
+    )
+    tenant = await service.tenant()
+    end = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    campaign = await tenant.campaign(
+        max_concurrency=1,
+        scheduleEndTime=end,
+        recipients=[{"phone_number": n} for n in numbers(10)],
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def ended() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        return current if current["status"] == "completed" else None
+
+    done = await wait_for(ended, timeout=30)
+    assert done["ended_reason"] == "schedule_ended"
+    placed = (await service.observed())["created"]
+    assert 1 <= placed <= 2
+    assert done["counts"]["expired"] == 10 - placed
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert all(c["created_at"] < done["schedule_end_time"] for c in calls)

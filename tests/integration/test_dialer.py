@@ -1,0 +1,139 @@
+"""The dialer end to end on one server: real HTTP between the simulator and the webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.dialing import Service, wait_for
+from tests.support import Tenant, numbers
+
+from outdial.campaign.state import RECIPIENT_FINAL
+
+
+async def campaign_of(tenant: Tenant, count: int, **fields: Any) -> dict[str, Any]:
+    recipients = [{"phone_number": n} for n in numbers(count)]
+    if "phone_number_id" not in fields:
+        fields["phone_number_id"] = (await tenant.phone_number(calls_per_second=100))["id"]
+    campaign = await tenant.campaign(recipients=recipients, **fields)
+    return await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+
+async def finished(tenant: Tenant, campaign_id: str) -> Any:
+    async def check() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign_id}")
+        return current if current["status"] == "completed" else None
+
+    return await wait_for(check, timeout=60)
+
+
+async def all_recipients(tenant: Tenant, campaign_id: str) -> list[dict[str, Any]]:
+    return list(
+        await tenant.ok("GET", f"/campaign/{campaign_id}/recipients", params={"limit": 500})
+    )
+
+
+async def test_a_campaign_dials_everyone_within_its_concurrency(service: Service) -> None:
+    await service.scenario(human=1, machine=1, no_answer=1, busy=1, failed=1, seed=7)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 24, max_concurrency=3)
+    done = await finished(tenant, campaign["id"])
+    counts = done["counts"]
+    assert done["ended_reason"] == "all_recipients_done"
+    assert counts["total"] == 24
+    assert sum(counts[s] for s in RECIPIENT_FINAL) == 24
+    assert counts["calls_placed"] == 24 and counts["calls_active"] == 0
+    seen = await service.observed()
+    assert seen["created"] == 24
+    assert max(seen["peak_by_from"].values()) <= 3
+    assert seen["overlaps"] == []
+    people = await all_recipients(tenant, campaign["id"])
+    assert all(p["status"] in RECIPIENT_FINAL and p["attempts"] == 1 for p in people)
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"], "limit": 100})
+    assert sorted(c["to_number"] for c in calls) == sorted(p["phone_number"] for p in people)
+    assert all(c["ended_at"] and c["provider_call_sid"] for c in calls)
+
+
+async def test_machine_answers_are_voicemail_and_humans_completed(service: Service) -> None:
+    await service.scenario(human=1, machine=1, no_answer=0, busy=0, failed=0, seed=3)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 10, max_concurrency=5)
+    await finished(tenant, campaign["id"])
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    people = {p["last_call_id"]: p for p in await all_recipients(tenant, campaign["id"])}
+    for call in calls:
+        expected = "voicemail" if call["answered_by"] == "machine" else "completed"
+        assert people[call["id"]]["status"] == expected, call
+
+
+async def test_duplicated_and_reordered_callbacks_change_nothing(service: Service) -> None:
+    await service.scenario(duplicate_rate=0.6, reorder_rate=0.6, seed=11)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 20, max_concurrency=4)
+    done = await finished(tenant, campaign["id"])
+    assert sum(done["counts"][s] for s in RECIPIENT_FINAL) == 20
+    assert done["counts"]["calls_placed"] == 20
+    assert max((await service.observed())["peak_by_from"].values()) <= 4
+
+
+async def test_a_failed_attempt_is_retried_no_earlier_than_its_delay(service: Service) -> None:
+    await service.scenario(human=0, machine=0, no_answer=1, busy=0, failed=0)
+    tenant = await service.tenant()
+    policy = {"max_attempts": 2, "retry_on": ["no_answer"], "delays_seconds": [60]}
+    campaign = await campaign_of(tenant, 2, retry_policy=policy)
+
+    async def retries_scheduled() -> Any:
+        people = await all_recipients(tenant, campaign["id"])
+        return people if all(p["status"] == "retry_scheduled" for p in people) else None
+
+    people = await wait_for(retries_scheduled)
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    ended = {c["id"]: c["ended_at"] for c in calls}
+    for person in people:
+        assert person["attempts"] == 1 and person["last_outcome"] == "no_answer"
+        assert person["next_attempt_at"] >= ended[person["last_call_id"]][:19]
+    assert (await service.observed())["created"] == 2
+
+
+async def test_pause_stops_new_dials_at_once(service: Service) -> None:
+    await service.scenario(ring_seconds=[0.3, 0.6], talk_seconds=[0.3, 0.6])
+    tenant = await service.tenant()
+    slow = await tenant.phone_number(calls_per_second=2)
+    campaign = await campaign_of(tenant, 40, max_concurrency=4, phone_number_id=slow["id"])
+    await wait_for(lambda: _placed_at_least(service, 4))
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
+    placed_when_paused = (await service.observed())["created"]
+    await wait_for(lambda: _no_live_calls(service), timeout=20)
+    assert (await service.observed())["created"] == placed_when_paused
+
+    async def settled() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        return current if current["counts"]["calls_active"] == 0 else None
+
+    paused = await wait_for(settled)
+    assert paused["status"] == "paused"
+    assert paused["counts"]["calls_placed"] == placed_when_paused
+    assert paused["counts"]["pending"] == 40 - placed_when_paused
+
+
+async def _placed_at_least(service: Service, count: int) -> bool:
+    return bool((await service.observed())["created"] >= count)
+
+
+async def _no_live_calls(service: Service) -> bool:
+    return (await service.observed())["live"] == 0
+
+
+async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Service) -> None:
+    await service.scenario(reject_credentials=["tok-secret-1"])
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 5, max_concurrency=1)
+
+    async def paused() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        return current if current["status"] == "paused" else None
+
+    current = await wait_for(paused)
+    assert "refused" in current["status_reason"] and "20003" in current["status_reason"]
+    assert current["counts"]["pending"] == 5
+    people = await all_recipients(tenant, campaign["id"])
+    assert all(p["attempts"] == 0 for p in people)
