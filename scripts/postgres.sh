@@ -2,6 +2,7 @@
 # Throwaway PostgreSQL cluster for tests and benchmarks, from Debian's packages.
 # Source it, then: postgres_start [--fast]  (exports OUTDIAL_TEST_POSTGRES_URL), postgres_stop.
 # --fast turns off fsync: fine for tests, not for benchmarks that measure durability.
+# POSTGRES_OPTIONS adds server settings (e.g. "-c shared_preload_libraries=pg_stat_statements").
 
 postgres_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
@@ -31,6 +32,7 @@ postgres_start() {
   [ "$(id -u)" = 0 ] && chown postgres "$POSTGRES_DIR"
   _as_owner "$bin/initdb" -D "$POSTGRES_DIR/data" -U outdial -A trust -E UTF8 --locale=C.UTF-8 >/dev/null || return 1
   options="-p $POSTGRES_PORT -k $POSTGRES_DIR -c listen_addresses=127.0.0.1 -c max_connections=200"
+  options="$options ${POSTGRES_OPTIONS:-}"
   if [ "${1:-}" = "--fast" ]; then
     options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi

@@ -82,7 +82,7 @@ async def running_service(
         port=port,
         secret_key=Fernet.generate_key().decode(),
         dialer=True,
-        **settings,
+        **{"dialer_silence_seconds": 2, "dialer_reap_seconds": 0.5, **settings},
     )
     app = create_app(config)
     server = uvicorn.Server(

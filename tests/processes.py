@@ -71,6 +71,7 @@ class Cluster:
         return done.stdout.decode()
 
     async def start(self, scenario: dict[str, Any], workers: int) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / "scenario.json"
         path.write_text(json.dumps(scenario))
         self.spawn(

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a worker holds a claimed call before others step in.",
     )
+    dialer_silence_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="No news of a ringing call this long (five times this for an answered "
+        "one): ask the carrier, and end the call as lost if it does not know it.",
+    )
     dialer_sweep_seconds: float = Field(default=1.0, gt=0)
     dialer_reap_seconds: float = Field(default=5.0, gt=0)
     default_region: str = Field(default="US", min_length=2, max_length=2)

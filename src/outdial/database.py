@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from starlette.requests import Request
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -57,9 +58,30 @@ def _sqlite_begin(connection: Any) -> None:
 WRITE_OPTION = "outdial_writes"
 
 
+_writers: dict[int, asyncio.Lock] = {}
+
+
 async def begin_writing(session: AsyncSession) -> None:
-    """Declare, before the first statement, that this session's transaction will write."""
+    """Declare, before the first statement, that this session's transaction will write.
+
+    On SQLite, writers of one process also queue on an asyncio lock until their transaction
+    ends: a fair FIFO instead of SQLite's busy handler, which sleeps and retries and so
+    serves many concurrent writers (callbacks, the dialer) slowly.
+    """
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        lock = _writers.setdefault(id(bind.sync_engine), asyncio.Lock())
+        await lock.acquire()
+        session.sync_session.info["write_lock"] = lock
     await session.connection(execution_options={WRITE_OPTION: True})
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _release_writer(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        lock = session.info.pop("write_lock", None)
+        if lock is not None:
+            lock.release()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

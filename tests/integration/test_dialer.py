@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
 from tests.dialing import Service, wait_for
 from tests.support import Tenant, numbers
 
 from outdial.campaign.state import RECIPIENT_FINAL
+from outdial.models import Call
 
 
 async def campaign_of(tenant: Tenant, count: int, **fields: Any) -> dict[str, Any]:
@@ -137,3 +139,61 @@ async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Ser
     assert current["counts"]["pending"] == 5
     people = await all_recipients(tenant, campaign["id"])
     assert all(p["attempts"] == 0 for p in people)
+
+
+async def test_calls_whose_callbacks_are_lost_are_reconciled(service: Service) -> None:
+    await service.scenario(drop_rate=0.7, seed=5)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 12, max_concurrency=4)
+    done = await finished(tenant, campaign["id"])
+    assert sum(done["counts"][s] for s in RECIPIENT_FINAL) == 12
+    assert done["counts"]["calls_active"] == 0
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert any(c["ended_reason"] == "reconciled" for c in calls)
+    assert max((await service.observed())["peak_by_from"].values()) <= 4
+
+
+async def test_a_vobiz_campaign_dials_to_completion(service: Service) -> None:
+    await service.scenario(human=1, machine=1, no_answer=1, busy=1, failed=1, seed=9)
+    tenant = await service.tenant()
+    number = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+    campaign = await campaign_of(
+        tenant, 12, max_concurrency=3, channel="vobiz", phone_number_id=number["id"]
+    )
+    done = await finished(tenant, campaign["id"])
+    assert sum(done["counts"][s] for s in RECIPIENT_FINAL) == 12
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert {c["provider"] for c in calls} == {"vobiz"}
+    people = {p["last_call_id"]: p["status"] for p in await all_recipients(tenant, campaign["id"])}
+    for call in calls:
+        if call["answered_by"] == "machine":
+            assert people[call["id"]] == "voicemail"
+    assert max((await service.observed())["peak_by_from"].values()) <= 3
+
+
+async def test_callbacks_find_a_call_whose_provider_id_was_never_stored(service: Service) -> None:
+    await service.scenario(
+        human=1,
+        machine=0,
+        no_answer=0,
+        busy=0,
+        failed=0,
+        ring_seconds=[1.0, 1.0],
+        talk_seconds=[0.2, 0.2],
+    )
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+
+    async def placed() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls[0] if calls and calls[0]["provider_call_sid"] else None
+
+    call = await wait_for(placed)
+    async with service.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Call).where(Call.id == call["id"]).values(provider_call_sid=None)
+        )
+    await finished(tenant, campaign["id"])
+    ended = await tenant.ok("GET", f"/calls/{call['id']}")
+    assert ended["status"] == "completed"
+    assert ended["provider_call_sid"] == call["provider_call_sid"]

@@ -9,6 +9,8 @@ import pytest
 from tests.support import Tenant, numbers
 
 from outdial.config import Settings
+from outdial.recipient_list import importer
+from outdial.recipient_list.importer import SeenNumbers
 
 HEADER = "phone_number,name\n"
 
@@ -448,3 +450,17 @@ async def test_capped_report_keeps_the_earliest_rows_of_both_kinds(tenant: Tenan
     assert (report["imported"], report["rejected"]) == (60, 120)
     assert report["errors_truncated"] is True
     assert [e["row"] for e in report["errors"]] == list(range(62, 162))
+
+
+async def test_duplicates_are_found_when_the_filter_says_maybe_to_everything(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SeenNumbers, "BITS", 8)  # every number "may" have been seen
+    monkeypatch.setattr(importer, "BATCH", 2)  # duplicates across batches, too
+    a, b, c = numbers(3)
+    listing = await imported(tenant, f"phone_number\n{a}\n{b}\n{a}\n{c}\n{b}\n")
+    assert listing["row_count"] == 3
+    reasons = {e["row"]: e["reason"] for e in listing["last_import"]["errors"]}
+    assert reasons == {4: "duplicate of row 2", 6: "duplicate of row 3"}
+    rows = await rows_of(tenant, listing["id"])
+    assert [(r["position"], r["phone_number"]) for r in rows] == [(1, a), (2, b), (3, c)]

@@ -261,6 +261,20 @@ async def test_assistants_refuse_another_users_phone_number(tenant: Tenant, vict
     assert len((await tenant.get("/assistants")).json()) == 1
 
 
+@pytest.mark.parametrize("key", ["phone_number_id", "assistant_id"])
+async def test_a_single_call_refuses_another_users_references(
+    tenant: Tenant, victim: World, key: str
+) -> None:
+    body = {
+        "phone_number_id": (await tenant.phone_number())["id"],
+        "assistant_id": (await tenant.assistant())["id"],
+        "to_number": "+14155550100",
+    }
+    real = victim.ids[key.removesuffix("_id")]
+    await refused_like_unknown(tenant, "POST", "/calls", body, key, real)
+    assert (await tenant.get("/calls")).json() == []
+
+
 async def test_call_filter_on_another_users_campaign_finds_nothing(
     tenant: Tenant, victim: World
 ) -> None:

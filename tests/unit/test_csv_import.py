@@ -20,6 +20,7 @@ from outdial.recipient_list.csv_import import (
     read_header,
     template_csv,
 )
+from outdial.recipient_list.importer import SeenNumbers
 
 NUMBER = "+14155550123"
 
@@ -193,3 +194,16 @@ def test_rows_are_read_lazily() -> None:
         io.BytesIO(b"phone\n+14155550123\n" + b"nonsense\n" * 10), region="US", use_template=False
     )
     assert next(rows) == GoodRow(2, NUMBER, {})
+
+
+# --- the import's filter of numbers already written ----------------------------------------
+
+
+def test_seen_numbers_never_forgets_a_number() -> None:
+    seen = SeenNumbers()
+    written = [f"+1415{2000000 + i:07d}" for i in range(20_000)]
+    for number in written:
+        seen.add(number)
+    assert all(seen.may_contain(number) for number in written)
+    others = [f"+1416{2000000 + i:07d}" for i in range(20_000)]
+    assert sum(map(seen.may_contain, others)) < 100  # false positives are rare

@@ -130,6 +130,36 @@ def test_any_valid_number_in_any_format_normalises_to_its_e164(
     assert normalize_e164(text, region if region != "001" else "US") == e164
 
 
+@st.composite
+def written_by_people(draw: st.DrawFn) -> tuple[str, str]:
+    """A valid number as people write it (any format, separators moved, a digit changed) and
+    the region it is read in."""
+    number = draw(valid_numbers())
+    own = phonenumbers.region_code_for_number(number)
+    region = draw(st.sampled_from([own if own not in (None, "001") else "US", "US", "GB", "IN"]))
+    text = list(phonenumbers.format_number(number, draw(st.sampled_from(FORMATS[:3]))))
+    for _ in range(draw(st.integers(0, 3))):
+        text.insert(draw(st.integers(0, len(text))), draw(st.sampled_from(" ()-.+0123456789")))
+    for index in draw(st.lists(st.integers(0, 40), max_size=2)):
+        if text:
+            del text[index % len(text)]
+    return "".join(text), region
+
+
+@settings(max_examples=1500, deadline=None)
+@given(written_by_people())
+@example(("(415) 555-0123", "US"))
+@example(("1 (415) 555-0123", "US"))
+@example(("011 44 20 7946 0958", "US"))
+@example(("(+1) 415 555 0123", "GB"))
+@example(("020 7946 0958", "GB"))
+@example(("415 555 0123", "CA"))
+@example(("- 415 555 0123 -", "US"))
+def test_numbers_as_people_write_them_get_the_librarys_answer(case: tuple[str, str]) -> None:
+    text, region = case
+    assert ours(text, region) == library_e164(text, region)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True), st.sampled_from(["US", "GB", "IN"]))
 @example("+4402079460958", "US")

@@ -31,7 +31,7 @@ class Patience:
 
     unconfirmed: timedelta = timedelta(seconds=60)  # a dial sent by a dead worker, no callback
     silent_ringing: timedelta = timedelta(seconds=120)  # no news of a call not yet answered
-    silent_live: timedelta = timedelta(hours=2)  # no news of an answered call
+    silent_live: timedelta = timedelta(minutes=10)  # no news of an answered call
 
 
 Sessions = async_sessionmaker[AsyncSession]

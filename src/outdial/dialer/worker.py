@@ -38,7 +38,11 @@ def dialer_settings(settings: Settings) -> DialerSettings:
         sweep_seconds=settings.dialer_sweep_seconds,
         reap_seconds=settings.dialer_reap_seconds,
         lease=lease,
-        patience=reaper.Patience(unconfirmed=lease),
+        patience=reaper.Patience(
+            unconfirmed=lease,
+            silent_ringing=timedelta(seconds=settings.dialer_silence_seconds),
+            silent_live=timedelta(seconds=settings.dialer_silence_seconds * 5),
+        ),
     )
 
 

@@ -37,6 +37,30 @@ class Batch:
         return bool(self.good or self.errors)
 
 
+class SeenNumbers:
+    """The numbers this import has written, in a fixed 4 MiB Bloom filter.
+
+    Probing the list for every number costs the database almost as much as writing the row;
+    "not seen" here is certain, so only the few numbers it may have seen are probed.
+    """
+
+    BITS = 1 << 25
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+
+    def add(self, number: str) -> None:
+        digest = hash(number)  # two slots from one 64-bit hash
+        for slot in (digest % self.BITS, (digest >> 32) % self.BITS):
+            self._bits[slot >> 3] |= 1 << (slot & 7)
+
+    def may_contain(self, number: str) -> bool:
+        digest = hash(number)
+        first, second = digest % self.BITS, (digest >> 32) % self.BITS
+        bits = self._bits
+        return bool(bits[first >> 3] >> (first & 7) & 1 and bits[second >> 3] >> (second & 7) & 1)
+
+
 class Report:
     """Counts every rejected row and keeps the first MAX_REPORTED of them, in row order."""
 
@@ -92,13 +116,14 @@ async def import_csv(
         await repository.delete_rows(session, recipient_list.id)
     base = 0 if replace else recipient_list.row_count
     report = Report()
+    seen = None if base else SeenNumbers()  # rows from before this import: probe every number
     imported = 0
     pending = _read_ahead(rows)
     try:
         while batch := await pending:
             pending = _read_ahead(rows)
             accepted, errors = await _check_duplicates(
-                writer, batch, base, base + imported, phone_column, report.full
+                writer, batch, base, base + imported, phone_column, report.full, seen
             )
             report.add(errors)
             await writer.add(accepted)
@@ -150,14 +175,18 @@ async def _check_duplicates(
     last_position: int,
     phone_column: str,
     report_full: bool,
+    seen: SeenNumbers | None,
 ) -> tuple[list[tuple[int, int, str, str]], list[RowError]]:
     """Split a batch into rows to write, with their positions, and rejected rows.
 
     A number is a duplicate when an earlier row of this batch has it, or the list already
     does: at a position up to `base` it was there before this import, after it an earlier
-    batch wrote it.
+    batch wrote it. With `seen`, only numbers it may contain are looked up.
     """
-    known = await writer.positions_of([number for _, number, _ in batch.good])
+    numbers = [number for _, number, _ in batch.good]
+    if seen is not None:
+        numbers = [number for number in numbers if seen.may_contain(number)]
+    known = await writer.positions_of(numbers)
     first_row: dict[str, int] = {}
     accepted: list[tuple[int, int, str, str]] = []
     errors = list(batch.errors)
@@ -174,6 +203,8 @@ async def _check_duplicates(
         else:
             first_row[number] = row
             accepted.append((last_position + len(accepted) + 1, row, number, metadata))
+            if seen is not None:
+                seen.add(number)
     # Naming the first row costs a query: only worth it while the report has room.
     lines = {} if report_full else await writer.lines_at([p for _, _, p in earlier])
     for row, number, position in earlier:

@@ -308,7 +308,9 @@ class Carrier:
     # Delivery -----------------------------------------------------------------------------
 
     def _deliver(self, call: SimCall, url: str, params: dict[str, str]) -> None:
-        """Send a callback; the scenario may duplicate it or let later ones overtake it."""
+        """Send a callback; the scenario may drop or duplicate it, or let later ones overtake it."""
+        if self.dice.chance(self.scenario.drop_rate):
+            return
         delay = (
             self.dice.seconds((0.05, 0.3)) if self.dice.chance(self.scenario.reorder_rate) else 0
         )

@@ -30,6 +30,9 @@ class Scenario(BaseModel):
     duplicate_rate: float = Field(default=0.0, ge=0, le=1)
     reorder_rate: float = Field(default=0.0, ge=0, le=1)
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1)
+    drop_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of status callbacks never delivered."
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
