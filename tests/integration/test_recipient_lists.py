@@ -10,7 +10,7 @@ from tests.support import Tenant, numbers
 
 from outdial.config import Settings
 from outdial.recipient_list import importer
-from outdial.recipient_list.importer import SeenNumbers
+from outdial.recipient_list.duplicates import SeenNumbers
 
 HEADER = "phone_number,name\n"
 
@@ -458,9 +458,23 @@ async def test_duplicates_are_found_when_the_filter_says_maybe_to_everything(
     monkeypatch.setattr(SeenNumbers, "BITS", 8)  # every number "may" have been seen
     monkeypatch.setattr(importer, "BATCH", 2)  # duplicates across batches, too
     a, b, c = numbers(3)
-    listing = await imported(tenant, f"phone_number\n{a}\n{b}\n{a}\n{c}\n{b}\n")
+    listing = await imported(tenant, f"phone_number\n{a}\n{b}\n{a}\n{c}\n{b}\n\n{c}\n")
     assert listing["row_count"] == 3
     reasons = {e["row"]: e["reason"] for e in listing["last_import"]["errors"]}
-    assert reasons == {4: "duplicate of row 2", 6: "duplicate of row 3"}
+    assert reasons == {4: "duplicate of row 2", 6: "duplicate of row 3", 8: "duplicate of row 5"}
     rows = await rows_of(tenant, listing["id"])
     assert [(r["position"], r["phone_number"]) for r in rows] == [(1, a), (2, b), (3, c)]
+
+
+async def test_duplicates_across_batches_of_an_append_name_their_first_row(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "BATCH", 2)
+    listing = await imported(tenant, csv_of(3))
+    d, e = numbers(2, start=10)
+    text = f"phone_number\n{d}\n{numbers(1)[0]}\n{e}\n{d}\n"
+    appended = await upload(tenant, listing["id"], text, replace=False)
+    body = appended.json()
+    assert body["row_count"] == 5
+    reasons = {x["row"]: x["reason"] for x in body["last_import"]["errors"]}
+    assert reasons == {3: "duplicate: already in the list", 5: "duplicate of row 2"}

@@ -20,7 +20,7 @@ from outdial.recipient_list.csv_import import (
     read_header,
     template_csv,
 )
-from outdial.recipient_list.importer import SeenNumbers
+from outdial.recipient_list.duplicates import SeenNumbers
 
 NUMBER = "+14155550123"
 

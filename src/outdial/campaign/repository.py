@@ -43,8 +43,12 @@ async def init_counts(session: AsyncSession, campaign_id: str) -> None:
 
 
 async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
-    """Apply counter deltas in place (`value = value + d`): no read-modify-write race."""
-    for name, delta in sorted(deltas.items()):  # one lock order for every writer
+    """Apply counter deltas in place (`value = value + d`): no read-modify-write race.
+
+    One statement per key, in name order: every writer then locks counter rows in the same
+    order (a single multi-row UPDATE locks them in whatever order it scans, and deadlocks).
+    """
+    for name, delta in sorted(deltas.items()):
         if delta:
             await session.execute(
                 update(CampaignCount)

@@ -36,6 +36,7 @@ class DialJob:
     to_number: str
     secret: str
     dial_at: datetime
+    reset_breaker: bool = False  # the campaign had refused dials: a success resets the count
 
 
 def new_secret() -> tuple[str, str]:
@@ -185,4 +186,12 @@ def _open_call(
     recipient.last_call_id = call.id
     recipient.next_attempt_at = None
     recipient.status_reason = None
-    return DialJob(call.id, campaign.id, number.id, recipient.phone_number, secret, dial_at)
+    return DialJob(
+        call.id,
+        campaign.id,
+        number.id,
+        recipient.phone_number,
+        secret,
+        dial_at,
+        reset_breaker=campaign.rejected_in_a_row > 0,
+    )

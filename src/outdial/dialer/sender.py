@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign.service import amd_timeout
@@ -148,26 +148,24 @@ class Sender:
         await asyncio.sleep(pause)
 
     async def _dial_sent(self, job: DialJob, provider_call_id: str) -> None:
+        """The provider has the call; callbacks may already have moved it past `initiated`."""
+        initiated = case((Call.status == "queued", "initiated"), else_=Call.status)
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
                 update(Call)
                 .where(Call.id == job.call_id)
                 .values(
-                    provider_call_sid=provider_call_id,
+                    provider_call_sid=func.coalesce(Call.provider_call_sid, provider_call_id),
                     started_at=utcnow(),
+                    status=initiated,
                     lease_owner=None,
                     lease_expires_at=None,
                 )
             )
-            await session.execute(
-                update(Call)
-                .where(Call.id == job.call_id, Call.status == "queued")
-                .values(status="initiated")
-            )
-            if job.campaign_id:
+            if job.campaign_id and job.reset_breaker:
                 await session.execute(
                     update(Campaign)
-                    .where(Campaign.id == job.campaign_id, Campaign.rejected_in_a_row > 0)
+                    .where(Campaign.id == job.campaign_id)
                     .values(rejected_in_a_row=0)
                 )
 

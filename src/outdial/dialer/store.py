@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE
@@ -151,6 +151,13 @@ async def release_undialed(
         recipient.status_reason = (detail or reason)[:200]
         deltas.update({"dialing": -1, recipient.status: 1})
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
+
+
+async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_id: str) -> bool:
+    """A cheap read: could the campaign be complete? (`complete_if_done` decides under lock.)"""
+    async with sessionmaker() as session:
+        counts = (await campaign_repository.read_counts(session, [campaign_id]))[campaign_id]
+    return not any(counts[status] for status in RECIPIENT_ACTIVE)
 
 
 async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetime) -> bool:

@@ -122,7 +122,7 @@ class RowParser:
             return RowError(
                 number, None, f"row has {len(cells)} cells; the header has {len(self.names)}"
             )
-        if _BAD_TEXT.search(joined):
+        if (not joined.isascii() or "\x00" in joined) and _BAD_TEXT.search(joined):
             column = next(n for n, c in zip(self.names, cells, strict=False) if _BAD_TEXT.search(c))
             return RowError(number, column, "bad encoding: not valid UTF-8 text")
         raw = cells[self.phone_index].strip() if self.phone_index < len(cells) else ""

@@ -14,13 +14,24 @@ from outdial.repository import page_of
 from outdial.schemas import Page
 
 # Which CSV row each position of this import came from, to name the first of two duplicates.
-_LINES = "import_lines"
-_CREATE_LINES = {
-    "postgresql": f"CREATE TEMP TABLE {_LINES} (position integer PRIMARY KEY, "
-    "line integer NOT NULL) ON COMMIT DROP",
-    "sqlite": f"CREATE TEMP TABLE {_LINES} (position integer PRIMARY KEY, line integer NOT NULL)",
+# Stored as runs: a position's row is its position plus the shift of the last run starting at
+# or before it. The shift only changes after a skipped row, so a clean file needs a handful.
+_RUNS = "import_runs"
+_CREATE_RUNS = {
+    "postgresql": f"CREATE TEMP TABLE {_RUNS} (position integer PRIMARY KEY, "
+    "shift integer NOT NULL) ON COMMIT DROP",
+    "sqlite": f"CREATE TEMP TABLE {_RUNS} (position integer PRIMARY KEY, shift integer NOT NULL)",
 }
-_DROP_LINES = f"DROP TABLE IF EXISTS temp.{_LINES}"
+_DROP_RUNS = f"DROP TABLE IF EXISTS temp.{_RUNS}"
+_SHIFT_AT = f"SELECT shift FROM {_RUNS} WHERE position <= p ORDER BY position DESC LIMIT 1"
+_LINES_AT = {
+    "postgresql": f"""
+        SELECT p AS position, p + ({_SHIFT_AT}) AS line
+        FROM unnest(CAST(:positions AS integer[])) AS p""",
+    "sqlite": f"""
+        SELECT p AS position, p + ({_SHIFT_AT}) AS line
+        FROM (SELECT value AS p FROM json_each(:positions))""",
+}
 
 # One index probe per number, whatever the planner believes about the list's size: during an
 # import the list's rows are too new to be in the statistics, and a plan that scans the whole
@@ -39,12 +50,6 @@ _POSITIONS_OF = {
         FROM json_each(:numbers) AS n CROSS JOIN recipient_list_rows AS r
         WHERE r.list_id = :list_id AND r.phone_number = n.value""",
 }
-_LINES_AT = {
-    "postgresql": f"SELECT position, line FROM {_LINES} "
-    "WHERE position = ANY(CAST(:positions AS integer[]))",
-    "sqlite": f"SELECT position, line FROM {_LINES} "
-    "WHERE position IN (SELECT value FROM json_each(:positions))",
-}
 _ROW_COLUMNS = ["list_id", "position", "phone_number", "metadata"]
 
 
@@ -59,16 +64,17 @@ class RowWriter:
         self.session = session
         self.list_id = list_id
         self.dialect = session.get_bind().dialect.name
+        self.shift: int | None = None
 
     async def open(self) -> None:
         # SQLite may run this DDL outside the transaction, so an old table can survive.
         if self.dialect == "sqlite":
-            await self.session.execute(text(_DROP_LINES))
-        await self.session.execute(text(_CREATE_LINES[self.dialect]))
+            await self.session.execute(text(_DROP_RUNS))
+        await self.session.execute(text(_CREATE_RUNS[self.dialect]))
 
     async def close(self) -> None:
         if self.dialect == "sqlite":
-            await self.session.execute(text(_DROP_LINES))
+            await self.session.execute(text(_DROP_RUNS))
 
     async def positions_of(self, numbers: Sequence[str]) -> dict[str, int]:
         """The position of each of `numbers` already in the list (from before or this import)."""
@@ -93,25 +99,31 @@ class RowWriter:
         if not rows:
             return
         records = [(self.list_id, position, number, meta) for position, _, number, meta in rows]
-        lines = [(position, line) for position, line, _, _ in rows]
+        runs = []
+        for position, line, _, _ in rows:
+            if line - position != self.shift:
+                self.shift = line - position
+                runs.append((position, self.shift))
         connection = await self.session.connection()
         if self.dialect == "postgresql":
             raw = (await connection.get_raw_connection()).driver_connection
             await raw.copy_records_to_table(  # type: ignore[union-attr]
                 "recipient_list_rows", records=records, columns=_ROW_COLUMNS
             )
-            await raw.copy_records_to_table(  # type: ignore[union-attr]
-                _LINES, records=lines, columns=["position", "line"]
-            )
+            if runs:
+                await raw.copy_records_to_table(  # type: ignore[union-attr]
+                    _RUNS, records=runs, columns=["position", "shift"]
+                )
         else:  # plain tuples straight to the driver: no per-row parameter processing
             await connection.exec_driver_sql(
                 "INSERT INTO recipient_list_rows (list_id, position, phone_number, metadata) "
                 "VALUES (?, ?, ?, ?)",
                 records,
             )
-            await connection.exec_driver_sql(
-                f"INSERT INTO {_LINES} (position, line) VALUES (?, ?)", lines
-            )
+            if runs:
+                await connection.exec_driver_sql(
+                    f"INSERT INTO {_RUNS} (position, shift) VALUES (?, ?)", runs
+                )
 
 
 async def delete_rows(session: AsyncSession, list_id: str) -> None:

@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.database import write_transaction
@@ -26,7 +27,6 @@ from outdial.models import Call, CallEvent, PhoneNumber, utcnow
 from outdial.telephony import twilio, vobiz
 from outdial.telephony.base import CallEvent as Event
 from outdial.telephony.base import CallState, Verdict, moves_forward
-from outdial.telephony.registry import Carriers
 
 router = APIRouter(prefix="/telephony", include_in_schema=False)
 log = logging.getLogger("outdial.telephony")
@@ -67,21 +67,23 @@ def _signed(request: Request, provider: str, form: dict[str, str], token: str) -
     )
 
 
-async def _record(session: AsyncSession, call: Call, event: Event, form: dict[str, str]) -> bool:
-    """Store the event once; False when this exact event was seen before."""
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(CallEvent).values(
-                    call_id=call.id,
-                    dedupe_key=event.dedupe_key[:80],
-                    payload=form,
-                    received_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+async def _record(session: AsyncSession, call_id: str, event: Event, form: dict[str, str]) -> bool:
+    """Store the event once (one statement); False when this exact event was seen before."""
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(CallEvent).values(
+        call_id=call_id, dedupe_key=event.dedupe_key[:80], payload=form, received_at=utcnow()
+    )
+    statement = statement.on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
+    return (await session.execute(statement.returning(CallEvent.id))).first() is not None
+
+
+def _news(call: Call, event: Event) -> bool:
+    """Whether the event could change the call (as last read); if not, it is only logged."""
+    return bool(
+        (event.state is not None and moves_forward(call.status, event.state))
+        or (event.verdict is not None and call.answered_by in (None, Verdict.UNKNOWN))
+        or (event.provider_call_id and not call.provider_call_sid)
+    )
 
 
 async def apply_event(session: AsyncSession, call: Call, event: Event) -> bool:
@@ -106,40 +108,68 @@ async def apply_event(session: AsyncSession, call: Call, event: Event) -> bool:
     )
 
 
+async def _verified(
+    request: Request, provider: str, call_id: str, secret: str, form: dict[str, str]
+) -> Call | None:
+    """The call, if the per-call secret and the provider's signature both check out."""
+    if not is_well_formed(call_id):
+        return None
+    async with request.app.state.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(Call, PhoneNumber)
+                .join(PhoneNumber, PhoneNumber.id == Call.phone_number_id)
+                .where(Call.id == call_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    call, number = row
+    token = request.app.state.carriers.auth_token(number)
+    if (
+        call.provider != provider
+        or not _secret_ok(call, secret)
+        or not _signed(request, provider, form, token)
+    ):
+        return None
+    return call
+
+
 async def _handle(
     request: Request, provider: str, call_id: str, secret: str, kind: str
 ) -> tuple[Response | None, Call | None, Event | None, bool]:
+    """Verify, then record and apply. An event that cannot change the call is only logged,
+    in a one-statement transaction; one that can is applied with the call row locked."""
     parsers = TWILIO_PARSERS if provider == "twilio" else VOBIZ_PARSERS
     if kind not in parsers:
         return FORBIDDEN, None, None, False
     form = {key: str(value) for key, value in (await request.form()).items()}
-    carriers: Carriers = request.app.state.carriers
+    call = await _verified(request, provider, call_id, secret, form)
+    if call is None:
+        return FORBIDDEN, None, None, False
+    event = parsers[kind](form)
     async with write_transaction(request.app.state.sessionmaker) as session:
-        call = await store.lock_call(session, call_id) if is_well_formed(call_id) else None
-        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
-        if (
-            call is None
-            or number is None
-            or call.provider != provider
-            or not _secret_ok(call, secret)
-            or not _signed(request, provider, form, carriers.auth_token(number))
-        ):
-            return FORBIDDEN, None, None, False
-        event = parsers[kind](form)
-        ended = await _record(session, call, event, form) and await apply_event(
-            session, call, event
+        if not _news(call, event):
+            await _record(session, call.id, event, form)
+            return None, call, event, False
+        locked = await store.lock_call(session, call.id)
+        assert locked is not None
+        ended = await _record(session, locked.id, event, form) and await apply_event(
+            session, locked, event
         )
-        if ended and call.campaign_id:
-            await notify(session, call.campaign_id)
-    return None, call, event, ended
+        if ended and locked.campaign_id:
+            await notify(session, locked.campaign_id)
+    return None, locked, event, ended
 
 
 async def _after(request: Request, call: Call, ended: bool) -> None:
     """Outside the event's transaction: complete a finished campaign, wake the dialer."""
     if not ended or not call.campaign_id:
         return
-    async with write_transaction(request.app.state.sessionmaker) as session:
-        await store.complete_if_done(session, call.campaign_id, utcnow())
+    sessionmaker = request.app.state.sessionmaker
+    if await store.nothing_left(sessionmaker, call.campaign_id):
+        async with write_transaction(sessionmaker) as session:
+            await store.complete_if_done(session, call.campaign_id, utcnow())
     dialer = getattr(request.app.state, "dialer", None)
     if dialer is not None:
         dialer.wakeup.campaign(call.campaign_id)

@@ -171,7 +171,7 @@ def create_simulator(scenario: Scenario | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         async with httpx.AsyncClient(timeout=10, limits=limits) as client:
             app.state.carrier = Carrier(scenario or Scenario(), client)
             yield

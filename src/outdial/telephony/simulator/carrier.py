@@ -108,6 +108,8 @@ class Carrier:
         self.calls: dict[str, SimCall] = {}
         self.seen = Observations()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Few requests in flight at once keep httpx's connection pool cheap to manage.
+        self._sending = asyncio.Semaphore(32)
 
     def set_scenario(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -327,10 +329,11 @@ class Carrier:
 
     async def _send(self, call: SimCall, url: str, params: dict[str, str]) -> httpx.Response | None:
         headers = self._signature(call, url, params)
-        try:
-            return await self.client.post(url, data=params, headers=headers)
-        except httpx.HTTPError:
-            return None  # a service that is down misses the callback, as with a real carrier
+        async with self._sending:
+            try:
+                return await self.client.post(url, data=params, headers=headers)
+            except httpx.HTTPError:
+                return None  # a service that is down misses the callback, as with a carrier
 
     def _signature(self, call: SimCall, url: str, params: dict[str, str]) -> dict[str, str]:
         if call.dialect == "twilio":
