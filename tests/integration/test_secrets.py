@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy import text as sql
 from tests.support import Tenant
 
 from outdial.config import Settings
