@@ -162,13 +162,9 @@ async def throughput(
     mode: str, url: str, workdir: Path, count: int, concurrency: int
 ) -> dict[str, Any]:
     workers = int(mode.split(":")[1]) if ":" in mode else 0
-    cluster = Cluster(url, workdir)
-    if workers == 0:  # SQLite: the embedded dialer inside `outdial serve`
-        os.environ["OUTDIAL_DIALER"] = "true"
-    try:
-        await cluster.start(ZERO, workers=workers)
-    finally:
-        os.environ.pop("OUTDIAL_DIALER", None)
+    # SQLite has no workers: the dialer runs embedded in `outdial serve`.
+    cluster = Cluster(url, workdir, embedded_dialer=workers == 0)
+    await cluster.start(ZERO, workers=workers)
     memory = Memory(cluster)
     sampling = asyncio.create_task(memory.run())
     try:
@@ -255,7 +251,7 @@ async def main() -> None:
     args = parser.parse_args()
     print("\n".join(await describe(args.postgres_url)))
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in args.modes.split(","):
+        for mode in [m for m in args.modes.split(",") if m]:
             backend = "postgresql" if mode.startswith("postgres") else "sqlite"
             url = await create_database(backend, args.postgres_url, Path(tmp))
             if backend == "postgresql":

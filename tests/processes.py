@@ -30,6 +30,7 @@ class Cluster:
     api_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
+    embedded_dialer: bool = False  # a dialer inside the API process (the SQLite layout)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -48,7 +49,7 @@ class Cluster:
             "OUTDIAL_SECRET_KEY": self.secret_key,
             "OUTDIAL_PORT": str(self.api_port),
             "OUTDIAL_SIMULATOR_URL": self.simulator,
-            "OUTDIAL_DIALER": "false",
+            "OUTDIAL_DIALER": "true" if self.embedded_dialer else "false",
             "OUTDIAL_DIALER_LEASE_SECONDS": "5",
             "OUTDIAL_DIALER_REAP_SECONDS": "1",
             **extra,

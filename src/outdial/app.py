@@ -19,6 +19,7 @@ from outdial.campaign.endpoints import router as campaign_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.errors import document_errors, install_handlers
+from outdial.limits import UploadLimit
 from outdial.metrics import exposition, observe
 from outdial.phone_number.endpoints import router as phone_number_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     install_handlers(app)
     app.middleware("http")(observe)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(telephony_router)
     simulator = services.mount_simulator(app, settings)
     for router in (

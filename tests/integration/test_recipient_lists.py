@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -478,3 +479,32 @@ async def test_duplicates_across_batches_of_an_append_name_their_first_row(
     assert body["row_count"] == 5
     reasons = {x["row"]: x["reason"] for x in body["last_import"]["errors"]}
     assert reasons == {3: "duplicate: already in the list", 5: "duplicate of row 2"}
+
+
+async def test_an_announced_oversized_upload_is_refused_before_it_is_read(
+    tenant: Tenant, settings: Settings
+) -> None:
+    sent = 0
+    boundary = "b0undary"
+    size = settings.max_upload_bytes * 4
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="big.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
+        chunk = b"x" * 65536
+        while sent < size:
+            sent += len(chunk)
+            yield chunk
+
+    headers = {
+        **tenant.headers,
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(size),
+    }
+    response = await tenant.http.post("/recipient-lists", content=body(), headers=headers)
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert sent < size // 2
