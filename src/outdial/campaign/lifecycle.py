@@ -84,7 +84,9 @@ async def stop(session: AsyncSession, user_id: str, campaign_id: str) -> Campaig
     campaign.ended_reason = "stopped"
     campaign.completed_at = utcnow()
     await repository.add_counts(
-        session, campaign.id, await repository.cancel_waiting(session, campaign.id)
+        session,
+        campaign.id,
+        await repository.end_waiting(session, campaign.id, "cancelled", "campaign stopped"),
     )
     await session.flush()
     return campaign

@@ -143,8 +143,13 @@ async def snapshot_list(session: AsyncSession, campaign: Campaign, list_id: str)
     return {"total": int(total), "pending": int(total - duplicates), "skipped": int(duplicates)}
 
 
-async def cancel_waiting(session: AsyncSession, campaign_id: str) -> dict[str, int]:
-    """Cancel every recipient no live call holds; the campaign row must be locked."""
+async def end_waiting(
+    session: AsyncSession, campaign_id: str, status: str, reason: str
+) -> dict[str, int]:
+    """Give every recipient no live call holds a final `status`; the counter deltas.
+
+    The caller holds the campaign row, so no claim can move these recipients meanwhile.
+    """
     waiting = and_(
         CampaignRecipient.campaign_id == campaign_id,
         CampaignRecipient.status.in_(RECIPIENT_WAITING),
@@ -155,19 +160,14 @@ async def cancel_waiting(session: AsyncSession, campaign_id: str) -> dict[str, i
         .group_by(CampaignRecipient.status)
     )
     deltas: dict[str, int] = {}
-    for status, number in grouped.all():
-        deltas[status] = -int(number)
-        deltas["cancelled"] = deltas.get("cancelled", 0) + int(number)
+    for current, number in grouped.all():
+        deltas[current] = -int(number)
+        deltas[status] = deltas.get(status, 0) + int(number)
     if deltas:
         await session.execute(
             update(CampaignRecipient)
             .where(waiting)
-            .values(
-                status="cancelled",
-                status_reason="campaign stopped",
-                next_attempt_at=None,
-                updated_at=utcnow(),
-            )
+            .values(status=status, status_reason=reason, next_attempt_at=None, updated_at=utcnow())
         )
     return deltas
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
@@ -178,25 +178,10 @@ async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetim
 
 async def expire_waiting(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     """Schedule over: waiting recipients expire and the campaign completes (live calls finish)."""
-    waiting = (CampaignRecipient.campaign_id == campaign.id) & CampaignRecipient.status.in_(
-        ("pending", "retry_scheduled")
+    deltas = await campaign_repository.end_waiting(
+        session, campaign.id, "expired", "schedule ended"
     )
-    grouped = await session.execute(
-        select(CampaignRecipient.status, func.count())
-        .where(waiting)
-        .group_by(CampaignRecipient.status)
-    )
-    deltas: dict[str, int] = {}
-    for status, number in grouped.all():
-        deltas[status] = -int(number)
-        deltas["expired"] = deltas.get("expired", 0) + int(number)
-    if deltas:
-        await session.execute(
-            update(CampaignRecipient)
-            .where(waiting)
-            .values(status="expired", status_reason="schedule ended", next_attempt_at=None)
-        )
-        await campaign_repository.add_counts(session, campaign.id, deltas)
+    await campaign_repository.add_counts(session, campaign.id, deltas)
     campaign.status = "completed"
     campaign.ended_reason = "schedule_ended"
     campaign.completed_at = now
