@@ -181,6 +181,24 @@ async def test_three_workers_never_exceed_max_concurrency(cluster: Cluster) -> N
     assert seen["peak_by_from"]["+14155550123"] >= 5  # the workers did fill the slots
     await check_ledger(cluster, campaign, max_attempts=2)
     assert campaign["ended_reason"] == "all_recipients_done"
+    await check_retry_spacing(cluster, campaign_id, seconds=60)
+
+
+async def check_retry_spacing(cluster: Cluster, campaign_id: str, seconds: int) -> None:
+    """Every second attempt left no earlier than the policy's delay after the first ended."""
+    connection = await asyncpg.connect(dsn(cluster))
+    try:
+        gaps = await connection.fetch(
+            "SELECT extract(epoch FROM second.dial_started_at - first.ended_at) AS gap "
+            "FROM calls first JOIN calls second ON second.recipient_id = first.recipient_id "
+            "AND second.attempt = first.attempt + 1 "
+            "WHERE first.campaign_id = $1 AND second.dial_started_at IS NOT NULL",
+            campaign_id,
+        )
+    finally:
+        await connection.close()
+    assert gaps, "the scenario produced no retries"
+    assert min(float(row["gap"]) for row in gaps) >= seconds
 
 
 async def test_a_worker_killed_mid_campaign_loses_nothing(cluster: Cluster) -> None:
