@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 registry = CollectorRegistry(auto_describe=True)
+# Label values must stay few: any other method a client invents is counted as OTHER.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 http_requests = Counter(
     "outdial_http_requests",
@@ -34,8 +36,9 @@ async def observe(
     response = await call_next(request)
     route = request.scope.get("route")
     template = getattr(route, "path", "unmatched")
-    http_requests.labels(request.method, template, f"{response.status_code // 100}xx").inc()
-    http_seconds.labels(request.method, template).observe(time.perf_counter() - started)
+    method = request.method if request.method in METHODS else "OTHER"
+    http_requests.labels(method, template, f"{response.status_code // 100}xx").inc()
+    http_seconds.labels(method, template).observe(time.perf_counter() - started)
     return response
 
 

@@ -62,6 +62,12 @@ async def test_a_call_needs_an_assistant_and_a_valid_number(service: Service) ->
         "assistant_id",
     ]
     assistant = await tenant.assistant()
+    linked = await tenant.phone_number("+14155550199", assistant_id=assistant["id"])
+    empty = await tenant.post(
+        "/calls",
+        json={"phone_number_id": linked["id"], "to_number": "+14155550100", "assistant_id": ""},
+    )
+    assert empty.status_code == 404  # an empty id is an unknown id, not "use the default"
     invalid = await tenant.post(
         "/calls",
         json={"phone_number_id": number["id"], "to_number": "12", "assistant_id": assistant["id"]},

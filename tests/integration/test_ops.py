@@ -28,3 +28,11 @@ async def test_metrics_count_requests_by_route_template(
         'route="/campaign/{campaign_id}"' in line and 'status="4xx"' in line for line in lines
     )
     assert not any("cmp_doesnotexist" in line for line in lines)
+
+
+async def test_invented_methods_share_one_metrics_label(client: httpx.AsyncClient) -> None:
+    for method in ("BREW", "PURGE", "X-ANYTHING"):
+        await client.request(method, "/health")
+    text = (await client.get("/metrics")).text
+    assert 'method="OTHER"' in text
+    assert not any(name in text for name in ("BREW", "PURGE", "X-ANYTHING"))

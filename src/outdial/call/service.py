@@ -45,7 +45,7 @@ async def create(
     number = await get_owned(session, PhoneNumber, user_id, body.phone_number_id)
     if number is None:
         raise NotFound("Phone number")
-    assistant_id = body.assistant_id or number.assistant_id
+    assistant_id = body.assistant_id if body.assistant_id is not None else number.assistant_id
     if assistant_id is None:
         raise Invalid(
             ["body", "assistant_id"], "assistant_id is required: the phone number has no assistant"

@@ -211,8 +211,10 @@ async def related(
         await session.scalars(select(PhoneNumber).where(PhoneNumber.id.in_(number_ids)))
     ).all()
     lists = (
-        await session.scalars(select(RecipientList).where(RecipientList.id.in_(list_ids)))
-    ).all()
+        (await session.scalars(select(RecipientList).where(RecipientList.id.in_(list_ids)))).all()
+        if list_ids
+        else []
+    )
     return (
         {a.id: a for a in assistants},
         {n.id: n for n in numbers},
