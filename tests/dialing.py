@@ -27,6 +27,7 @@ from outdial.config import Settings
 from tests.support import Tenant, admin_url_database, create_database, drop_database
 
 FAST = {"ring_seconds": [0.05, 0.2], "talk_seconds": [0.1, 0.4]}
+HUMANS_ONLY = {"human": 1, "machine": 0, "no_answer": 0, "busy": 0, "failed": 0}
 
 
 def free_port() -> int:
@@ -111,3 +112,15 @@ async def wait_for(check: Any, timeout: float = 30.0, every: float = 0.1) -> Any
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(every)
+
+
+async def campaign_when(
+    tenant: Any, campaign_id: str, condition: Any, timeout: float = 30.0
+) -> Any:
+    """The campaign as soon as `condition(campaign)` holds."""
+
+    async def check() -> Any:
+        current = await tenant.ok("GET", f"/campaign/{campaign_id}")
+        return current if condition(current) else None
+
+    return await wait_for(check, timeout=timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.dialing import Service, wait_for
+from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
 from tests.support import Tenant, numbers
 
 
@@ -19,11 +19,7 @@ async def call_status(tenant: Tenant, call_id: str, *statuses: str) -> Any:
 
 async def test_a_single_call_is_placed_answered_and_hung_up(service: Service) -> None:
     await service.scenario(
-        human=1,
-        machine=0,
-        no_answer=0,
-        busy=0,
-        failed=0,
+        **HUMANS_ONLY,
         ring_seconds=[0.05, 0.1],
         talk_seconds=[60, 60],
     )
@@ -81,11 +77,7 @@ async def test_a_call_needs_an_assistant_and_a_valid_number(service: Service) ->
 
 async def test_stop_with_hangup_active_ends_live_calls(service: Service) -> None:
     await service.scenario(
-        human=1,
-        machine=0,
-        no_answer=0,
-        busy=0,
-        failed=0,
+        **HUMANS_ONLY,
         ring_seconds=[0.05, 0.1],
         talk_seconds=[60, 60],
     )
@@ -98,33 +90,21 @@ async def test_stop_with_hangup_active_ends_live_calls(service: Service) -> None
     )
     await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
 
-    async def three_talking() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
-        return current if current["counts"]["in_progress"] == 3 else None
-
-    await wait_for(three_talking)
+    await campaign_when(tenant, campaign["id"], lambda c: c["counts"]["in_progress"] == 3)
     stopped = await tenant.ok(
         "POST", f"/campaign/{campaign['id']}/stop", json={"hangup_active": True}
     )
     assert stopped["status"] == "completed" and stopped["ended_reason"] == "stopped"
     assert stopped["counts"]["cancelled"] == 3
 
-    async def all_final() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
-        return current if current["counts"]["calls_active"] == 0 else None
-
-    final = await wait_for(all_final)
+    final = await campaign_when(tenant, campaign["id"], lambda c: c["counts"]["calls_active"] == 0)
     assert final["counts"]["completed"] == 3 and final["counts"]["cancelled"] == 3
     assert (await service.observed())["created"] == 3
 
 
 async def test_schedule_end_expires_the_rest(service: Service) -> None:
     await service.scenario(
-        human=1,
-        machine=0,
-        no_answer=0,
-        busy=0,
-        failed=0,
+        **HUMANS_ONLY,
         ring_seconds=[0.05, 0.1],
         talk_seconds=[1.5, 1.5],
     )
@@ -137,11 +117,7 @@ async def test_schedule_end_expires_the_rest(service: Service) -> None:
     )
     await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
 
-    async def ended() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
-        return current if current["status"] == "completed" else None
-
-    done = await wait_for(ended, timeout=30)
+    done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed")
     assert done["ended_reason"] == "schedule_ended"
     placed = (await service.observed())["created"]
     assert placed <= 2  # one call at a time, 1.5 s each, in a 2 s window

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import update
-from tests.dialing import Service, wait_for
+from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
 from tests.support import Tenant, numbers
 
 from outdial.campaign.state import RECIPIENT_FINAL
@@ -21,11 +21,7 @@ async def campaign_of(tenant: Tenant, count: int, **fields: Any) -> dict[str, An
 
 
 async def finished(tenant: Tenant, campaign_id: str) -> Any:
-    async def check() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign_id}")
-        return current if current["status"] == "completed" else None
-
-    return await wait_for(check, timeout=60)
+    return await campaign_when(tenant, campaign_id, lambda c: c["status"] == "completed", 60)
 
 
 async def all_recipients(tenant: Tenant, campaign_id: str) -> list[dict[str, Any]]:
@@ -107,11 +103,7 @@ async def test_pause_stops_new_dials_at_once(service: Service) -> None:
     await wait_for(lambda: _no_live_calls(service), timeout=20)
     assert (await service.observed())["created"] == placed_when_paused
 
-    async def settled() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
-        return current if current["counts"]["calls_active"] == 0 else None
-
-    paused = await wait_for(settled)
+    paused = await campaign_when(tenant, campaign["id"], lambda c: c["counts"]["calls_active"] == 0)
     assert paused["status"] == "paused"
     assert paused["counts"]["calls_placed"] == placed_when_paused
     assert paused["counts"]["pending"] == 40 - placed_when_paused
@@ -130,11 +122,7 @@ async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Ser
     tenant = await service.tenant()
     campaign = await campaign_of(tenant, 5, max_concurrency=1)
 
-    async def paused() -> Any:
-        current = await tenant.ok("GET", f"/campaign/{campaign['id']}")
-        return current if current["status"] == "paused" else None
-
-    current = await wait_for(paused)
+    current = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "paused")
     assert "refused" in current["status_reason"] and "20003" in current["status_reason"]
     assert current["counts"]["pending"] == 5
     people = await all_recipients(tenant, campaign["id"])
@@ -173,11 +161,7 @@ async def test_a_vobiz_campaign_dials_to_completion(service: Service) -> None:
 
 async def test_callbacks_find_a_call_whose_provider_id_was_never_stored(service: Service) -> None:
     await service.scenario(
-        human=1,
-        machine=0,
-        no_answer=0,
-        busy=0,
-        failed=0,
+        **HUMANS_ONLY,
         ring_seconds=[1.0, 1.0],
         talk_seconds=[0.2, 0.2],
     )

@@ -12,7 +12,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from outdial.telephony.simulator.carrier import Carrier
+from outdial.telephony.simulator.carrier import Carrier, SimCall
 from outdial.telephony.simulator.scenario import Scenario
 
 twilio_router = APIRouter(prefix="/2010-04-01/Accounts/{account_sid}/Calls", tags=["twilio"])
@@ -72,27 +72,32 @@ async def twilio_create(account_sid: str, request: Request) -> Response:
     return JSONResponse(body, status_code=201)
 
 
-@twilio_router.get("/{sid}.json")
-async def twilio_fetch(account_sid: str, sid: str, request: Request) -> Response:
+def _twilio_call(request: Request, account_sid: str, sid: str) -> SimCall | JSONResponse:
+    """The account's call, or the error Twilio would answer (401 or 404)."""
     carrier = _carrier(request)
     if _refused(carrier, _basic_auth(request, account_sid)):
         return _twilio_error(401, 20003, "Authenticate")
     call = carrier.calls.get(sid)
     if call is None or call.account != account_sid:
         return _twilio_error(404, 20404, "The requested resource was not found")
+    return call
+
+
+@twilio_router.get("/{sid}.json")
+async def twilio_fetch(account_sid: str, sid: str, request: Request) -> Response:
+    call = _twilio_call(request, account_sid, sid)
+    if isinstance(call, JSONResponse):
+        return call
     return JSONResponse({"sid": sid, "status": call.state, "duration": str(call.duration)})
 
 
 @twilio_router.post("/{sid}.json")
 async def twilio_update(account_sid: str, sid: str, request: Request) -> Response:
-    carrier = _carrier(request)
-    if _refused(carrier, _basic_auth(request, account_sid)):
-        return _twilio_error(401, 20003, "Authenticate")
-    call = carrier.calls.get(sid)
-    if call is None or call.account != account_sid:
-        return _twilio_error(404, 20404, "The requested resource was not found")
+    call = _twilio_call(request, account_sid, sid)
+    if isinstance(call, JSONResponse):
+        return call
     form = await request.form()
-    if form.get("Status") in ("completed", "canceled") and not carrier.hang_up(sid):
+    if form.get("Status") in ("completed", "canceled") and not _carrier(request).hang_up(sid):
         return _twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
     return JSONResponse({"sid": sid, "status": call.state})
 
