@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-from tests.processes import Cluster
+from tests.processes import Cluster, caller_setup
 from tests.support import numbers
 
 from bench.common import create_database, describe, drop_database, percentile
@@ -73,20 +73,7 @@ class Memory:
 
 
 async def _setup(api: httpx.AsyncClient) -> tuple[str, str]:
-    assistant = (await api.post("/assistants", json={"name": "bench"})).json()
-    number = (
-        await api.post(
-            "/phone-numbers",
-            json={
-                "phone_number": "+14155550123",
-                "provider": "twilio",
-                "account_sid": "AC" + "1" * 32,
-                "auth_token": "bench-token",
-                "calls_per_second": 1000,
-            },
-        )
-    ).json()
-    return assistant["id"], number["id"]
+    return await caller_setup(api, calls_per_second=1000)
 
 
 async def _campaign(

@@ -34,6 +34,11 @@ class Cluster:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
+    def dsn(self) -> str:
+        """The database URL as asyncpg wants it."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -124,3 +129,20 @@ async def wait_until_up(url: str, timeout: float = 30) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
+
+
+async def caller_setup(api: httpx.AsyncClient, calls_per_second: float) -> tuple[str, str]:
+    """An assistant and a Twilio caller number paced at `calls_per_second`: their ids."""
+    assistant = (await api.post("/assistants", json={"name": "Ava"})).json()
+    number = await api.post(
+        "/phone-numbers",
+        json={
+            "phone_number": "+14155550123",
+            "provider": "twilio",
+            "account_sid": "AC" + "1" * 32,
+            "auth_token": "simulated-token",
+            "calls_per_second": calls_per_second,
+        },
+    )
+    number.raise_for_status()
+    return assistant["id"], number.json()["id"]

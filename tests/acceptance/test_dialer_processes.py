@@ -16,7 +16,7 @@ import pytest
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_FINAL
 from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
-from tests.processes import Cluster
+from tests.processes import Cluster, caller_setup
 from tests.support import admin_url_database, create_database, drop_database, numbers
 
 pytestmark = pytest.mark.skipif(
@@ -51,30 +51,14 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await drop_database(POSTGRES_URL, name)
 
 
-def dsn(cluster: Cluster) -> str:
-    return cluster.database_url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 async def start_campaign(api: httpx.AsyncClient, count: int, **fields: Any) -> str:
-    assistant = (await api.post("/assistants", json={"name": "Ava"})).json()
-    number = (
-        await api.post(
-            "/phone-numbers",
-            json={
-                "phone_number": "+14155550123",
-                "provider": "twilio",
-                "account_sid": "AC" + "1" * 32,
-                "auth_token": "acceptance-token",
-                "calls_per_second": 500,
-            },
-        )
-    ).json()
+    assistant_id, number_id = await caller_setup(api, calls_per_second=500)
     response = await api.post(
         "/campaign",
         json={
             "name": "acceptance",
-            "assistant_id": assistant["id"],
-            "phone_number_id": number["id"],
+            "assistant_id": assistant_id,
+            "phone_number_id": number_id,
             "recipients": [{"phone_number": n} for n in numbers(count)],
             **fields,
         },
@@ -94,7 +78,7 @@ class Sampler:
         self.stopped = asyncio.Event()
 
     async def run(self) -> None:
-        connection = await asyncpg.connect(dsn(self.cluster))
+        connection = await asyncpg.connect(self.cluster.dsn)
         try:
             while not self.stopped.is_set():
                 live = await connection.fetchval(
@@ -121,7 +105,7 @@ async def completed(api: httpx.AsyncClient, campaign_id: str, timeout: float) ->
 async def check_ledger(cluster: Cluster, campaign: dict[str, Any], max_attempts: int) -> None:
     """Every recipient final, attempts within the policy, no person dialed more often than
     their attempts, counts equal to the rows, every slot released."""
-    connection = await asyncpg.connect(dsn(cluster))
+    connection = await asyncpg.connect(cluster.dsn)
     try:
         rows = await connection.fetch(
             "SELECT phone_number, status, attempts FROM campaign_recipients WHERE campaign_id = $1",
@@ -186,7 +170,7 @@ async def test_three_workers_never_exceed_max_concurrency(cluster: Cluster) -> N
 
 async def check_retry_spacing(cluster: Cluster, campaign_id: str, seconds: int) -> None:
     """Every second attempt left no earlier than the policy's delay after the first ended."""
-    connection = await asyncpg.connect(dsn(cluster))
+    connection = await asyncpg.connect(cluster.dsn)
     try:
         gaps = await connection.fetch(
             "SELECT extract(epoch FROM second.dial_started_at - first.ended_at) AS gap "

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from outdial.app import create_app
+from outdial.campaign.state import RECIPIENT_STATUSES
 from outdial.cli.serve import local_credentials
 from outdial.config import Settings
 
@@ -131,18 +132,7 @@ async def _watch(console: Console, api: httpx.AsyncClient, campaign_id: str) -> 
             await asyncio.sleep(0.25)
 
 
-STATUSES = (
-    "pending",
-    "dialing",
-    "in_progress",
-    "retry_scheduled",
-    "completed",
-    "voicemail",
-    "no_answer",
-    "busy",
-    "failed",
-    "total",
-)
+STATUSES = (*RECIPIENT_STATUSES, "total")
 
 
 def _view(campaign: dict[str, Any], calls: list[dict[str, Any]]) -> Columns:
