@@ -55,6 +55,19 @@ class Memory:
         self.peak: dict[str, float] = {}
         self.stopped = asyncio.Event()
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by each process of the cluster."""
+        used = {}
+        for name, process in self.cluster.processes.items():
+            try:
+                tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
+                used[name] = sum(sum(p.cpu_times()[:2]) for p in tree)
+            except psutil.Error:
+                continue
+        machine = psutil.cpu_times()
+        used["machine"] = machine.user + machine.system
+        return used
+
     def now(self) -> dict[str, float]:
         sizes = {}
         for name, process in self.cluster.processes.items():
@@ -161,11 +174,13 @@ async def throughput(
             ids = await _setup(api)
             campaign_id = await _campaign(api, ids, count, 0, concurrency)
             before = await _statements(url) if url.startswith("postgresql") else None
+            cpu_before = memory.cpu()
             started = time.perf_counter()
             await api.post(f"/campaign/{campaign_id}/start")
             while (await api.get(f"/campaign/{campaign_id}")).json()["status"] != "completed":
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu_after = memory.cpu()
             after = await _statements(url) if before is not None else None
         latencies = await _refill_latencies(url, campaign_id)
     finally:
@@ -183,6 +198,10 @@ async def throughput(
         if before is not None and after is not None
         else None,
         "memory": memory.peak,
+        "cpu_ms": {
+            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / count
+            for name in cpu_after
+        },
     }
 
 
@@ -280,6 +299,8 @@ def _print_throughput(r: dict[str, Any]) -> None:
         f"{r['per_second']:.0f} attempts/s; refill p50 {r['refill_p50']:.1f} ms, "
         f"p99 {r['refill_p99']:.1f} ms; {statements} statements/attempt\n  peak RSS: {memory}"
     )
+    cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(r["cpu_ms"].items()))
+    print(f"  CPU ms per attempt: {cpu}")
 
 
 def _print_live(r: dict[str, Any]) -> None:

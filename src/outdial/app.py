@@ -14,13 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from outdial import __version__, services
 from outdial.assistant.endpoints import router as assistant_router
 from outdial.auth.dependencies import require_all_credentials
+from outdial.auth.rate_limit import RateLimiter, RateLimitHeaders
 from outdial.call.endpoints import router as call_router
 from outdial.campaign.endpoints import router as campaign_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.errors import document_errors, install_handlers
 from outdial.limits import UploadLimit
-from outdial.metrics import exposition, observe
+from outdial.metrics import Observe, exposition
 from outdial.phone_number.endpoints import router as phone_number_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
 from outdial.secrets_store import CredentialBox, load_or_create_key
@@ -43,6 +44,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.credential_box = CredentialBox(load_or_create_key(secret, settings.data_dir))
+        app.state.rate_limiter = RateLimiter(
+            settings.rate_limit_tiers, settings.rate_limit_default_tier
+        )
         try:
             async with services.running(app, settings, simulator):
                 yield
@@ -56,8 +60,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         lifespan=lifespan,
     )
     install_handlers(app)
-    app.middleware("http")(observe)
+    app.add_middleware(Observe)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(telephony_router)
     simulator = services.mount_simulator(app, settings)
     for router in (

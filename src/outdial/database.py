@@ -10,8 +10,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Executable, Row, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -30,7 +33,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout. A connection found dead is
+    # invalidated with the whole pool; the API answers that request 503, workers retry.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -84,6 +89,13 @@ def _release_writer(session: Session, transaction: SessionTransaction) -> None:
             lock.release()
 
 
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """`INSERT` with the dialect's `ON CONFLICT` clauses (PostgreSQL and SQLite share them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
@@ -121,6 +133,42 @@ async def write_transaction(
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def _autocommit(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
+    yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+async def write_alone(sessionmaker: async_sessionmaker[AsyncSession], statement: Executable) -> int:
+    """One write statement that is its own transaction; the number of rows it changed.
+
+    On PostgreSQL a single round trip in autocommit mode (no BEGIN, no COMMIT); on SQLite
+    through the writer queue like every other write.
+    """
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            async with _autocommit(session) as connection:
+                return int((await connection.execute(statement)).rowcount)  # type: ignore[attr-defined]
+        await begin_writing(session)
+        try:
+            changed = int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        return changed
+
+
+async def read_alone(
+    sessionmaker: async_sessionmaker[AsyncSession], statement: Executable
+) -> list[Row[Any]]:
+    """The rows of one query, read outside any transaction (one round trip on PostgreSQL)."""
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            async with _autocommit(session) as connection:
+                return list((await connection.execute(statement)).all())
+        return list((await session.execute(statement)).all())
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("outdial")
 
 
 class OutdialError(Exception):
@@ -41,6 +45,15 @@ class Conflict(OutdialError):
 
 class PayloadTooLarge(OutdialError):
     status_code = 413
+
+
+class RateLimited(OutdialError):
+    """429 in upstream's words; the `X-RateLimit-*` headers are added by `RateLimitHeaders`."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Rate limit exceeded", headers={"Retry-After": str(retry_after)})
 
 
 class Invalid(OutdialError):
@@ -86,6 +99,22 @@ def install_handlers(app: FastAPI) -> None:
     async def _render_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return ErrorResponse({"detail": validation_problems(exc)}, status_code=422)
 
+    @app.exception_handler(DBAPIError)
+    async def _render_lost_database(request: Request, exc: DBAPIError) -> JSONResponse:
+        """A dropped database connection (a restart) is a 503 to retry; the pool reconnects.
+
+        Connections are not pinged before use (a round trip on every request), so the first
+        request after a database restart may be the one that finds its connection gone.
+        """
+        if not exc.connection_invalidated:
+            raise exc
+        log.warning("database connection lost during %s %s", request.method, request.url.path)
+        return ErrorResponse(
+            {"detail": "Database unavailable, retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
 
 _ERROR_STATUSES = {
     "400": "The body could not be parsed (not JSON, not UTF-8, or a broken multipart form).",
@@ -93,6 +122,16 @@ _ERROR_STATUSES = {
     "404": "No such resource for this user; another user's ids are unknown ids.",
     "409": "The resource's current state does not allow this request.",
     "413": "The uploaded file is larger than the configured limit.",
+    "429": "The API key used up its requests for this minute (see `X-RateLimit-Reset`).",
+}
+_RATE_LIMIT_HEADERS = {
+    name: {"description": text, "required": True, "schema": {"type": "integer"}}
+    for name, text in (
+        ("X-RateLimit-Limit", "Requests per minute the API key's tier allows."),
+        ("X-RateLimit-Remaining", "Requests left in the current minute."),
+        ("X-RateLimit-Reset", "Unix time at which the current minute ends."),
+        ("Retry-After", "Seconds until the current minute ends."),
+    )
 }
 _ERROR_SCHEMA = {
     "title": "Error",
@@ -115,6 +154,8 @@ def _error_statuses(method: str, operation: dict[str, Any]) -> list[str]:
         statuses.append("400")
     if "multipart/form-data" in content:
         statuses.append("413")
+    if operation.get("security"):
+        statuses.append("429")
     return statuses
 
 
@@ -126,11 +167,11 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(method, operation):
-                responses.setdefault(
-                    status,
-                    {
-                        "description": _ERROR_STATUSES[status],
-                        "content": {"application/json": {"schema": reference}},
-                    },
-                )
+                answer: dict[str, Any] = {
+                    "description": _ERROR_STATUSES[status],
+                    "content": {"application/json": {"schema": reference}},
+                }
+                if status == "429":
+                    answer["headers"] = _RATE_LIMIT_HEADERS
+                responses.setdefault(status, answer)
     return schema

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 registry = CollectorRegistry(auto_describe=True)
 # Label values must stay few: any other method a client invents is counted as OTHER.
@@ -28,18 +26,36 @@ http_seconds = Histogram(
 )
 
 
-async def observe(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Middleware: count and time each request under its route template, not its raw path."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    template = getattr(route, "path", "unmatched")
-    method = request.method if request.method in METHODS else "OTHER"
-    http_requests.labels(method, template, f"{response.status_code // 100}xx").inc()
-    http_seconds.labels(method, template).observe(time.perf_counter() - started)
-    return response
+class Observe:
+    """ASGI middleware: count and time each request under its route template, not its raw path.
+
+    A plain ASGI wrapper rather than Starlette's `BaseHTTPMiddleware`, which costs a task
+    and a stream per request on the webhook path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            http_requests.labels(method, template, f"{status // 100}xx").inc()
+            http_seconds.labels(method, template).observe(time.perf_counter() - started)
 
 
 def exposition() -> bytes:

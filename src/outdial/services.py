@@ -1,10 +1,12 @@
-"""What the service runs beside the API: carriers, the built-in simulator, the dialer."""
+"""What the service runs beside the API: carriers, the built-in simulator, the dialer, and
+the purge of expired idempotency keys."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -12,8 +14,10 @@ from fastapi import FastAPI
 from outdial.config import Settings
 from outdial.dialer.wakeup import Wakeup, listen
 from outdial.dialer.worker import Dialer, dialer_settings
+from outdial.idempotency import service as idempotency_service
 from outdial.telephony.registry import Carriers
 from outdial.telephony.simulator.app import create_simulator
+from outdial.telephony.webhooks import Verifier
 
 SIMULATOR_PATH = "/_simulator"
 
@@ -44,9 +48,14 @@ async def running(
         if simulator is not None:
             await stack.enter_async_context(simulator.router.lifespan_context(simulator))
         app.state.carriers = Carriers(app.state.credential_box, client, simulator_url(settings))
+        app.state.verifier = Verifier(app.state.sessionmaker)
         app.state.dialer = None
         if settings.dialer:
             await stack.enter_async_context(run_dialer(app, settings))
+        retention = timedelta(hours=settings.idempotency_key_hours)
+        await stack.enter_async_context(
+            idempotency_service.purging(app.state.sessionmaker, retention)
+        )
         yield
 
 

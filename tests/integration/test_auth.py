@@ -180,3 +180,22 @@ def test_cli_refuses_unknown_ids_in_one_line(
     assert result.returncode == 1
     assert message in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+async def test_cli_creates_keys_in_a_rate_limit_tier(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    user_id = field(cli(settings, "users", "create", "dave"), r"(user_\w+)")
+    created = cli(settings, "keys", "create", user_id, "--tier", "development")
+    key = field(created, r"api key: (sk_live_\S+)")
+    headers = {"Authorization": f"Bearer {key}", "X-User-ID": user_id}
+    response = await client.get("/campaign", headers=headers)
+    assert response.headers["x-ratelimit-limit"] == "100"
+    assert "development" in cli(settings, "keys", "list", user_id)
+
+
+def test_cli_refuses_an_unknown_tier(settings: Settings) -> None:
+    result = run_cli(settings, "keys", "create", "user_x", "--tier", "platinum")
+    assert result.returncode != 0
+    assert "development, production" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

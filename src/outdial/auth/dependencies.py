@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.auth import service
+from outdial.auth.rate_limit import STATE_KEY, RateLimiter
 from outdial.database import get_session
-from outdial.errors import Unauthorized
+from outdial.errors import RateLimited, Unauthorized
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
@@ -21,13 +22,21 @@ _user_header = APIKeyHeader(
 
 
 async def current_user_id(
+    request: Request,
     session: Session,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_user_id: Annotated[str | None, Depends(_user_header)],
 ) -> str:
+    """The caller's user id, once the key is checked and counted against its rate limit."""
     if credentials is None or not x_user_id or not credentials.credentials.strip():
         raise Unauthorized()
-    return await service.authenticate(session, credentials.credentials.strip(), x_user_id.strip())
+    key = await service.authenticate(session, credentials.credentials.strip(), x_user_id.strip())
+    rate_limiter: RateLimiter = request.app.state.rate_limiter
+    quota = rate_limiter.count(key.id, key.tier)
+    setattr(request.state, STATE_KEY, quota)
+    if quota.exceeded:
+        raise RateLimited(quota.retry_after)
+    return key.user_id
 
 
 UserId = Annotated[str, Depends(current_user_id)]

@@ -29,7 +29,10 @@ async def create_user(session: AsyncSession, name: str) -> User:
     return user
 
 
-async def create_key(session: AsyncSession, user_id: str, label: str | None = None) -> IssuedKey:
+async def create_key(
+    session: AsyncSession, user_id: str, label: str | None = None, tier: str | None = None
+) -> IssuedKey:
+    """A new key for `user_id`; `tier` names its rate limit (None: the default tier)."""
     if await session.get(User, user_id) is None:
         raise NotFound("User")
     key = new_api_key()
@@ -39,6 +42,7 @@ async def create_key(session: AsyncSession, user_id: str, label: str | None = No
         key_hash=hash_api_key(key),
         prefix=key[:12],
         label=label,
+        tier=tier,
     )
     session.add(record)
     await session.flush()
@@ -64,9 +68,9 @@ async def list_keys(session: AsyncSession, user_id: str) -> list[ApiKey]:
     return list((await session.scalars(query)).all())
 
 
-async def authenticate(session: AsyncSession, key: str, user_id: str) -> str:
-    """The user id when `key` is a live key of `user_id`; Unauthorized otherwise."""
+async def authenticate(session: AsyncSession, key: str, user_id: str) -> ApiKey:
+    """The key's record when `key` is a live key of `user_id`; Unauthorized otherwise."""
     record = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))
     if record is None or record.revoked_at is not None or record.user_id != user_id:
         raise Unauthorized()
-    return record.user_id
+    return record

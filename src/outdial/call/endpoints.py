@@ -7,9 +7,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from outdial.auth.dependencies import Session, UserId
 from outdial.call import service
 from outdial.call.schemas import Call, CallCreate, CallStatus, CallUpdate
+from outdial.database import write_transaction
 from outdial.dialer import control
 from outdial.dialer.sender import Sender
 from outdial.dialer.worker import dialer_settings
+from outdial.idempotency import service as idempotency_service
+from outdial.idempotency.dependencies import Idempotency
 from outdial.models import Call as CallRow
 from outdial.schemas import Page, page_params, set_total
 
@@ -44,16 +47,23 @@ async def get_call(call_id: str, session: Session, user_id: UserId) -> Call:
 
 @router.post("", response_model=Call)
 async def create_call(
-    body: CallCreate, request: Request, session: Session, user_id: UserId
-) -> Call:
+    body: CallCreate, request: Request, session: Session, user_id: UserId, idempotency: Idempotency
+) -> Call | Response:
     """Place one call now; the response shows it once the provider has taken it (or refused)."""
+    if (first := await idempotency_service.claim(session, idempotency)) is not None:
+        return first
     settings = dialer_settings(request.app.state.settings)
     region = request.app.state.settings.default_region
     job = await service.create(session, user_id, body, region, settings.lease)
-    await session.commit()
-    await Sender(request.app.state.sessionmaker, request.app.state.carriers, settings).send(job)
+    await session.commit()  # the call and its key's claim: a retry from now on dials nothing
+    sessionmaker = request.app.state.sessionmaker
+    await Sender(sessionmaker, request.app.state.carriers, settings).send(job)
     session.expire_all()
-    return to_schema(await service.get(session, user_id, job.call_id))
+    call = to_schema(await service.get(session, user_id, job.call_id))
+    if idempotency is None:
+        return call
+    async with write_transaction(sessionmaker) as writer:
+        return await idempotency_service.remember(writer, idempotency, call)
 
 
 @router.patch("/{call_id}", response_model=Call)

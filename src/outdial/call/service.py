@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.call import repository
 from outdial.call.schemas import CallCreate, CallUpdate
+from outdial.campaign.service import amd_timeout
 from outdial.dialer.claim import DialJob, new_secret
 from outdial.errors import Conflict, Invalid, NotFound
 from outdial.ids import new_id
@@ -50,7 +51,8 @@ async def create(
         raise Invalid(
             ["body", "assistant_id"], "assistant_id is required: the phone number has no assistant"
         )
-    if await get_owned(session, Assistant, user_id, assistant_id) is None:
+    assistant = await get_owned(session, Assistant, user_id, assistant_id)
+    if assistant is None:
         raise NotFound("Assistant")
     try:
         to_number = normalize_e164(body.to_number, region)
@@ -78,7 +80,7 @@ async def create(
         await session.flush()
     except IntegrityError:
         raise Conflict(f"A call to {to_number} is already live") from None
-    return DialJob(call.id, None, number.id, to_number, secret, now)
+    return DialJob(call.id, None, number, to_number, secret, now, amd_timeout(None, assistant))
 
 
 async def update(session: AsyncSession, user_id: str, call_id: str, body: CallUpdate) -> Call:

@@ -20,6 +20,8 @@ from outdial.campaign.schemas import (
 )
 from outdial.campaign.state import RECIPIENT_STATUSES
 from outdial.dialer import control
+from outdial.idempotency import service as idempotency_service
+from outdial.idempotency.dependencies import Idempotency
 from outdial.models import Campaign as CampaignRow
 from outdial.models import CampaignRecipient as RecipientRow
 from outdial.schemas import Page, page_params, set_total
@@ -41,9 +43,16 @@ async def _one(session: AsyncSession, campaign: CampaignRow) -> Campaign:
 
 @router.post("", response_model=Campaign)
 async def create_campaign(
-    body: CampaignCreate, request: Request, session: Session, user_id: UserId
-) -> Campaign:
-    return await _one(session, await service.create(session, user_id, body, _region(request)))
+    body: CampaignCreate,
+    request: Request,
+    session: Session,
+    user_id: UserId,
+    idempotency: Idempotency,
+) -> Campaign | Response:
+    if (first := await idempotency_service.claim(session, idempotency)) is not None:
+        return first
+    campaign = await _one(session, await service.create(session, user_id, body, _region(request)))
+    return await idempotency_service.remember(session, idempotency, campaign)
 
 
 @router.get("", response_model=list[Campaign])

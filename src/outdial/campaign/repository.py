@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
+    Table,
     and_,
     case,
     exists,
@@ -19,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_WAITING
+from outdial.database import dialect_insert
 from outdial.models import (
     Assistant,
     Campaign,
@@ -45,16 +47,26 @@ async def init_counts(session: AsyncSession, campaign_id: str) -> None:
 async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
     """Apply counter deltas in place (`value = value + d`): no read-modify-write race.
 
-    One statement per key, in name order: every writer then locks counter rows in the same
-    order (a single multi-row UPDATE locks them in whatever order it scans, and deadlocks).
+    One upsert whose rows are in name order: PostgreSQL inserts (or, on conflict, updates
+    and locks) the rows of a VALUES list one after another, so every writer locks counter
+    rows in the same order and two writers never deadlock on them. A multi-row UPDATE
+    would lock them in whatever order its plan scans them.
     """
-    for name, delta in sorted(deltas.items()):
-        if delta:
-            await session.execute(
-                update(CampaignCount)
-                .where(CampaignCount.campaign_id == campaign_id, CampaignCount.name == name)
-                .values(value=CampaignCount.value + delta)
-            )
+    rows = [
+        {"campaign_id": campaign_id, "name": name, "value": delta}
+        for name, delta in sorted(deltas.items())
+        if delta
+    ]
+    if not rows:
+        return
+    counters = cast(Table, CampaignCount.__table__)  # Core: no ORM work per statement
+    statement = dialect_insert(session, counters).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[counters.c.campaign_id, counters.c.name],
+            set_={"value": counters.c.value + statement.excluded.value},
+        )
+    )
 
 
 async def read_counts(

@@ -245,8 +245,9 @@ async def describe(session: AsyncSession, campaigns: Sequence[Campaign]) -> list
     ]
 
 
-def amd_timeout(campaign: Campaign, assistant: Assistant | None) -> int:
-    if campaign.machine_detection_timeout_seconds is not None:
+def amd_timeout(campaign: Campaign | None, assistant: Assistant | None) -> int:
+    """The campaign's machine-detection timeout, else the assistant's, else the default."""
+    if campaign is not None and campaign.machine_detection_timeout_seconds is not None:
         return campaign.machine_detection_timeout_seconds
     configured = (assistant.config if assistant else {}).get("machine_detection_timeout_seconds")
     return int(configured) if configured else DEFAULT_AMD_TIMEOUT

@@ -83,12 +83,23 @@ def users_list() -> None:
 def keys_create(
     user_id: Annotated[str, typer.Argument(help="The user the key belongs to.")],
     label: Annotated[str | None, typer.Option(help="A note to recognise the key by.")] = None,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            help="Rate-limit tier, one of OUTDIAL_RATE_LIMIT_TIERS "
+            "(default: OUTDIAL_RATE_LIMIT_DEFAULT_TIER, also when that setting changes)."
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
+    settings = Settings()
+    if tier is not None and tier not in settings.rate_limit_tiers:
+        known = ", ".join(sorted(settings.rate_limit_tiers))
+        raise typer.BadParameter(f"unknown tier {tier!r}; the tiers are: {known}")
 
     async def go() -> auth_service.IssuedKey:
-        async with transaction(Settings()) as session:
-            return await auth_service.create_key(session, user_id, label)
+        async with transaction(settings) as session:
+            return await auth_service.create_key(session, user_id, label, tier)
 
     issued = run(go())
     print(f"key id:  {issued.id}\napi key: {issued.key}\nuser id: {issued.user_id}")
@@ -110,14 +121,20 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…)
 def keys_list(user_id: Annotated[str, typer.Argument()]) -> None:
     """List a user's keys (ids and prefixes only)."""
 
-    async def go() -> list[tuple[str, str, str, str]]:
+    async def go() -> list[tuple[str, str, str, str, str]]:
         async with transaction(Settings()) as session:
             return [
-                (k.id, k.prefix + "…", k.label or "", "revoked" if k.revoked_at else "live")
+                (
+                    k.id,
+                    k.prefix + "…",
+                    k.label or "",
+                    k.tier or "(default)",
+                    "revoked" if k.revoked_at else "live",
+                )
                 for k in await auth_service.list_keys(session, user_id)
             ]
 
-    table = Table("id", "prefix", "label", "state")
+    table = Table("id", "prefix", "label", "tier", "state")
     for row in run(go()):
         table.add_row(*row)
     console.print(table)

@@ -17,26 +17,40 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outdial.campaign import hours
 from outdial.campaign import repository as campaign_repository
+from outdial.campaign.service import amd_timeout
+from outdial.dialer import store
 from outdial.ids import new_id
-from outdial.models import Call, Campaign, CampaignRecipient, PhoneNumber
+from outdial.models import Assistant, Call, Campaign, CampaignRecipient, PhoneNumber
 from outdial.models.call import LIVE_STATUSES
 
 PACING_HORIZON = timedelta(seconds=2)
+MAX_BATCHES = 5  # due-recipient queries per claim round when some must be put off
 BUSY_NUMBER_DEFERRAL = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
 class DialJob:
-    """A claimed attempt, ready to be sent at `dial_at`."""
+    """A claimed attempt, ready to be sent at `dial_at` with no further reads."""
 
     call_id: str
     campaign_id: str | None
-    phone_number_id: str
+    number: PhoneNumber  # the caller number, as read when the call was opened
     to_number: str
     secret: str
     dial_at: datetime
+    machine_detection_timeout: int
     reset_breaker: bool = False  # the campaign had refused dials: a success resets the count
+    window: hours.Window | None = None  # calling hours, checked again at the moment of the dial
+
+
+@dataclass(frozen=True)
+class Dial:
+    """What every dial of one claim round shares."""
+
+    machine_detection_timeout: int
+    window: hours.Window | None
 
 
 def new_secret() -> tuple[str, str]:
@@ -118,39 +132,94 @@ def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -
 async def claim(
     session: AsyncSession, campaign: Campaign, worker_id: str, now: datetime, lease: timedelta
 ) -> list[DialJob]:
-    """Claim what the campaign (locked by the caller) may dial now."""
+    """Claim what the campaign (locked by the caller) may dial now.
+
+    Recipients that may not be dialed now (their number is on a live call, or their local
+    clock is outside the calling hours) are put off with a reason, and the next due ones
+    are taken in their place, a few batches at most per round.
+    """
     counts = (await campaign_repository.read_counts(session, [campaign.id]))[campaign.id]
     number = (
         await session.scalars(
             select(PhoneNumber).where(PhoneNumber.id == campaign.phone_number_id).with_for_update()
         )
     ).one()
-    limit = slots_for(campaign, counts, number)
-    if limit == 0:
+    free = slots_for(campaign, counts, number)
+    if free == 0:
         return []
-    recipients = await due_recipients(session, campaign.id, now, limit)
+    window = hours.parse(campaign.calling_hours)
+    deltas: dict[str, int] = {}
+    jobs: list[DialJob] = []
+    dial = Dial(amd_timeout(campaign, await session.get(Assistant, campaign.assistant_id)), window)
+    for _ in range(MAX_BATCHES):
+        recipients = await due_recipients(session, campaign.id, now, free - len(jobs))
+        ready = await _dialable(session, campaign, window, recipients, now, deltas)
+        jobs += [
+            _open_call(session, campaign, number, recipient, worker_id, now + lease, at, dial)
+            for recipient, at in zip(ready, pace(number, len(ready), now), strict=True)
+        ]
+        await session.flush()  # the next batch's query must see these changes
+        if len(ready) == len(recipients) or len(jobs) == free:
+            break
+    if jobs:
+        deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
+    await campaign_repository.add_counts(session, campaign.id, deltas)
+    if deltas and not jobs:
+        await store.complete_if_done(session, campaign.id, now)  # the last ones were skipped
+    return jobs
+
+
+async def _dialable(
+    session: AsyncSession,
+    campaign: Campaign,
+    window: hours.Window | None,
+    recipients: list[CampaignRecipient],
+    now: datetime,
+    deltas: dict[str, int],
+) -> list[CampaignRecipient]:
+    """The recipients that may be dialed now; the others are put off (or end) with a reason."""
     busy = await numbers_in_live_calls(
         session, campaign.user_id, [r.phone_number for r in recipients]
     )
-    deltas: dict[str, int] = {}
     ready: list[CampaignRecipient] = []
     for recipient in recipients:
         if recipient.phone_number in busy:
             recipient.next_attempt_at = now + BUSY_NUMBER_DEFERRAL
             recipient.status_reason = "waiting: another call to this number is live"
             continue
+        wait = hours.check(window, recipient.phone_number, now)
+        if wait is not None:
+            _put_off(campaign, recipient, wait, deltas)
+            continue
         busy.add(recipient.phone_number)
         deltas[recipient.status] = deltas.get(recipient.status, 0) - 1
         ready.append(recipient)
-    jobs = [
-        _open_call(session, campaign, number, recipient, worker_id, now + lease, dial_at)
-        for recipient, dial_at in zip(ready, pace(number, len(ready), now), strict=True)
-    ]
-    if jobs:
-        deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
-        await session.flush()
-        await campaign_repository.add_counts(session, campaign.id, deltas)
-    return jobs
+    return ready
+
+
+def _put_off(
+    campaign: Campaign, recipient: CampaignRecipient, wait: hours.Wait, deltas: dict[str, int]
+) -> None:
+    """Outside its calling hours: wait for the window, or end when the window never comes
+    (`skipped`) or comes only after the schedule's end (`expired`)."""
+    end = campaign.schedule_end_time
+    final = (
+        "skipped"
+        if wait.until is None
+        else "expired"
+        if end is not None and wait.until >= end
+        else None
+    )
+    recipient.status_reason = wait.reason[:200]
+    if final is None:
+        recipient.next_attempt_at = wait.until
+        return
+    if final == "expired":
+        recipient.status_reason = f"{wait.reason}, after the schedule ends"[:200]
+    deltas[recipient.status] = deltas.get(recipient.status, 0) - 1
+    deltas[final] = deltas.get(final, 0) + 1
+    recipient.status = final
+    recipient.next_attempt_at = None
 
 
 def _open_call(
@@ -161,6 +230,7 @@ def _open_call(
     worker_id: str,
     lease_until: datetime,
     dial_at: datetime,
+    dial: Dial,
 ) -> DialJob:
     secret, secret_hash = new_secret()
     recipient.attempts += 1
@@ -189,9 +259,11 @@ def _open_call(
     return DialJob(
         call.id,
         campaign.id,
-        number.id,
+        number,
         recipient.phone_number,
         secret,
         dial_at,
+        dial.machine_detection_timeout,
         reset_breaker=campaign.rejected_in_a_row > 0,
+        window=dial.window,
     )

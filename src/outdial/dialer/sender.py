@@ -10,17 +10,18 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from outdial.campaign.service import amd_timeout
-from outdial.database import write_transaction
+from outdial.campaign import hours
+from outdial.database import write_alone, write_transaction
 from outdial.dialer import store
 from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
-from outdial.models import Assistant, Call, Campaign, PhoneNumber, utcnow
+from outdial.dialer.store import calls, campaigns
+from outdial.models import Campaign, utcnow
 from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
 from outdial.telephony.registry import Carriers
 
@@ -81,59 +82,55 @@ class Sender:
     async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
         """Mark the call as being sent if its campaign still runs; else give the attempt back.
 
-        Checked at the moment of the dial, not when the batch was claimed.
+        Checked at the moment of the dial, not when the batch was claimed: one statement.
         """
         now = utcnow()
+        if job.window is not None:
+            wait = hours.check(job.window, job.to_number, now)
+            if wait is not None:  # the pacing delay carried the dial past the window's end
+                await self._give_back(job, now, "outside_calling_hours", wait.reason)
+                return None
+        still_running = exists().where(
+            campaigns.c.id == calls.c.campaign_id,
+            campaigns.c.status == "running",
+            (campaigns.c.schedule_end_time.is_(None)) | (campaigns.c.schedule_end_time > now),
+        )
+        passed = await write_alone(
+            self.sessionmaker,
+            update(calls)
+            .where(
+                calls.c.id == job.call_id,
+                calls.c.status == "queued",
+                calls.c.dial_started_at.is_(None),
+                calls.c.campaign_id.is_(None) | still_running,
+            )
+            .values(dial_started_at=now, lease_expires_at=now + self.settings.lease),
+        )
+        if passed == 1:
+            return self.carriers.for_number(job.number), self._dial_request(job)
+        await self._give_back(job, now, "campaign_not_running")
+        return None
+
+    async def _give_back(
+        self, job: DialJob, now: datetime, reason: str, detail: str | None = None
+    ) -> None:
         async with write_transaction(self.sessionmaker) as session:
-            still_running = exists().where(
-                Campaign.id == Call.campaign_id,
-                Campaign.status == "running",
-                (Campaign.schedule_end_time.is_(None)) | (Campaign.schedule_end_time > now),
-            )
-            passed = await session.execute(
-                update(Call)
-                .where(
-                    Call.id == job.call_id,
-                    Call.status == "queued",
-                    Call.dial_started_at.is_(None),
-                    Call.campaign_id.is_(None) | still_running,
-                )
-                .values(dial_started_at=now, lease_expires_at=now + self.settings.lease)
-            )
-            if passed.rowcount == 1:  # type: ignore[attr-defined]
-                return await self._dial_request(session, job)
             call = await store.lock_call(session, job.call_id)
             if call is not None and call.dial_started_at is None:
-                await store.release_undialed(session, call, now, "campaign_not_running")
-            return None
+                await store.release_undialed(session, call, now, reason, detail)
 
-    async def _dial_request(
-        self, session: AsyncSession, job: DialJob
-    ) -> tuple[Provider, DialRequest]:
-        call = await session.get(Call, job.call_id)
-        number = await session.get(PhoneNumber, job.phone_number_id)
-        assert call is not None and number is not None
-        campaign = await session.get(Campaign, call.campaign_id) if call.campaign_id else None
-        assistant = await session.get(Assistant, call.assistant_id) if call.assistant_id else None
-        if campaign is not None:
-            timeout = amd_timeout(campaign, assistant)
-        else:
-            timeout = int(
-                (assistant.config if assistant else {}).get("machine_detection_timeout_seconds")
-                or 30
-            )
-        request = DialRequest(
+    def _dial_request(self, job: DialJob) -> DialRequest:
+        return DialRequest(
             call_id=job.call_id,
             to_number=job.to_number,
-            from_number=number.phone_number,
+            from_number=job.number.phone_number,
             callback_base=callback_base(
-                self.settings.public_base_url, number.provider, job.call_id, job.secret
+                self.settings.public_base_url, job.number.provider, job.call_id, job.secret
             ),
-            machine_detection_timeout=timeout,
+            machine_detection_timeout=job.machine_detection_timeout,
             ring_timeout=self.settings.ring_timeout,
             time_limit=self.settings.time_limit,
         )
-        return self.carriers.for_number(number), request
 
     async def _back_off(self, job: DialJob, error: DialError, attempt: int) -> None:
         """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
@@ -141,33 +138,34 @@ class Sender:
         log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
-                update(Call)
-                .where(Call.id == job.call_id)
+                update(calls)
+                .where(calls.c.id == job.call_id)
                 .values(lease_expires_at=utcnow() + self.settings.lease + timedelta(seconds=pause))
             )
         await asyncio.sleep(pause)
 
     async def _dial_sent(self, job: DialJob, provider_call_id: str) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
-        initiated = case((Call.status == "queued", "initiated"), else_=Call.status)
-        async with write_transaction(self.sessionmaker) as session:
-            await session.execute(
-                update(Call)
-                .where(Call.id == job.call_id)
-                .values(
-                    provider_call_sid=func.coalesce(Call.provider_call_sid, provider_call_id),
-                    started_at=utcnow(),
-                    status=initiated,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+        initiated = case((calls.c.status == "queued", "initiated"), else_=calls.c.status)
+        await write_alone(
+            self.sessionmaker,
+            update(calls)
+            .where(calls.c.id == job.call_id)
+            .values(
+                provider_call_sid=func.coalesce(calls.c.provider_call_sid, provider_call_id),
+                started_at=utcnow(),
+                status=initiated,
+                lease_owner=None,
+                lease_expires_at=None,
+            ),
+        )
+        if job.campaign_id and job.reset_breaker:
+            await write_alone(
+                self.sessionmaker,
+                update(campaigns)
+                .where(campaigns.c.id == job.campaign_id)
+                .values(rejected_in_a_row=0),
             )
-            if job.campaign_id and job.reset_breaker:
-                await session.execute(
-                    update(Campaign)
-                    .where(Campaign.id == job.campaign_id)
-                    .values(rejected_in_a_row=0)
-                )
 
     async def _dial_failed(self, job: DialJob, error: DialError) -> None:
         """The provider refused the dial: end the attempt, and trip the breaker if it keeps on."""

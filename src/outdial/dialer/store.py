@@ -1,4 +1,7 @@
-"""How an attempt's end changes the database: the call, its recipient, and the counters.
+"""How an attempt's progress changes the database: the call, its recipient, and the counters.
+
+Everything here is a handful of Core statements on the columns it needs: this is the path
+every provider callback takes, so it loads no ORM objects.
 
 Lock order, everywhere: a call row, then its campaign row, then recipient rows, then the
 counter rows in name order (`add_counts` sorts them). Claims and lifecycle changes lock no
@@ -8,16 +11,27 @@ can wait for each other but never deadlock.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE
+from outdial.database import dialect_insert, read_alone, write_alone, write_transaction
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
-from outdial.models import Call, Campaign, CampaignRecipient
-from outdial.telephony.base import FINAL_STATES, CallState
+from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
+from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
+from outdial.telephony.base import CallEvent as Event
+
+# Core tables, not ORM entities: statements on them skip the ORM's per-statement work.
+calls = cast(Table, Call.__table__)
+campaigns = cast(Table, Campaign.__table__)
+recipients = cast(Table, CampaignRecipient.__table__)
+counters = cast(Table, CampaignCount.__table__)
+events = cast(Table, CallEvent.__table__)
 
 ENDED_REASONS = {
     "completed": "completed",
@@ -29,36 +43,205 @@ ENDED_REASONS = {
 }
 
 
-async def lock_campaign_shared(session: AsyncSession, campaign_id: str) -> Campaign | None:
+@dataclass(frozen=True)
+class CallRow:
+    """The columns of a call that its progress depends on, read under the row's lock."""
+
+    id: str
+    status: str
+    answered_by: str | None
+    answered_at: datetime | None
+    provider_call_sid: str | None
+    campaign_id: str | None
+    recipient_id: int | None
+    dial_started_at: datetime | None
+    lease_expires_at: datetime | None
+
+
+_CALL_ROW = (
+    calls.c.id,
+    calls.c.status,
+    calls.c.answered_by,
+    calls.c.answered_at,
+    calls.c.provider_call_sid,
+    calls.c.campaign_id,
+    calls.c.recipient_id,
+    calls.c.dial_started_at,
+    calls.c.lease_expires_at,
+)
+
+
+async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
+    row = (
+        await session.execute(select(*_CALL_ROW).where(calls.c.id == call_id).with_for_update())
+    ).first()
+    return CallRow(*row) if row is not None else None
+
+
+async def lock_campaign_shared(session: AsyncSession, campaign_id: str) -> Any:
     """Hold the campaign against stop/pause while an attempt's end is written."""
-    query = select(Campaign).where(Campaign.id == campaign_id).with_for_update(read=True)
-    return (await session.scalars(query)).one_or_none()
+    query = (
+        select(campaigns.c.status, campaigns.c.retry_policy, campaigns.c.schedule_end_time)
+        .where(campaigns.c.id == campaign_id)
+        .with_for_update(read=True)
+    )
+    return (await session.execute(query)).first()
 
 
-async def lock_call(session: AsyncSession, call_id: str) -> Call | None:
+async def lock_recipient(session: AsyncSession, recipient_id: int) -> Any:
+    query = (
+        select(recipients.c.status, recipients.c.attempts, recipients.c.last_call_id)
+        .where(recipients.c.id == recipient_id)
+        .with_for_update()
+    )
+    return (await session.execute(query)).first()
+
+
+async def _update_call(session: AsyncSession, call_id: str, **values: Any) -> None:
+    await session.execute(
+        update(calls).where(calls.c.id == call_id).values(updated_at=utcnow(), **values)
+    )
+
+
+async def _update_recipient(session: AsyncSession, recipient_id: int, **values: Any) -> None:
+    await session.execute(
+        update(recipients)
+        .where(recipients.c.id == recipient_id)
+        .values(updated_at=utcnow(), **values)
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one provider event did: the call as it is now, and whether the attempt ended."""
+
+    call: CallRow
+    ended: bool
+
+
+async def apply_event(
+    session: AsyncSession, call_id: str, event: Event, form: dict[str, str]
+) -> Applied | None:
+    """Record the event and move the call forward by it (None: no such call).
+
+    The event is stored once under its (call, key); a duplicate, or an event older than the
+    call's state, is recorded or dropped and changes nothing.
+    """
+    call = await lock_call(session, call_id)
+    if call is None:
+        return None
+    now = utcnow()
+    if not await _record(session, call_id, event, form, now):
+        return Applied(call, ended=False)
+    changes: dict[str, Any] = {"last_event_at": now}
+    if event.provider_call_id and not call.provider_call_sid:
+        changes["provider_call_sid"] = event.provider_call_id
+    if event.verdict is not None and call.answered_by in (None, Verdict.UNKNOWN):
+        changes["answered_by"] = event.verdict.value
+    current = _with(call, changes)
+    if event.state is None or not moves_forward(call.status, event.state):
+        await _update_call(session, call_id, **changes)
+        return Applied(current, ended=False)
+    if event.state in FINAL_STATES:
+        await finish_call(
+            session,
+            current,
+            event.state,
+            now,
+            reason=event.reason,
+            duration=event.duration_seconds,
+            changes=changes,
+        )
+        return Applied(_with(current, {"status": event.state.value}), ended=True)
+    changes["status"] = event.state.value
+    if event.state is CallState.IN_PROGRESS and call.answered_at is None:
+        changes["answered_at"] = now
+    await _update_call(session, call_id, **changes)
+    if event.state is CallState.IN_PROGRESS:
+        await _recipient_answered(session, call)
+    return Applied(_with(current, changes), ended=False)
+
+
+PROGRESS = frozenset({CallState.QUEUED, CallState.INITIATED, CallState.RINGING})
+
+
+def is_progress(event: Event) -> bool:
+    """Events that can only move the call's own status (never its recipient or counters)."""
+    return event.state in PROGRESS and event.verdict is None
+
+
+async def record_progress(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, event: Event, form: dict[str, str]
+) -> None:
+    """Record a progress event and move the call forward by it, without locking the call.
+
+    The status only advances from an earlier live status (the condition is in the UPDATE, so
+    concurrent events cannot move it back). On PostgreSQL this is one statement and one round
+    trip: the event insert is a data-modifying CTE the update joins, so a duplicate changes
+    nothing. SQLite runs the same two steps in one write transaction.
+    """
+    assert event.state is not None
+    now = utcnow()
+    earlier = [state.value for state in CallState if moves_forward(state, event.state)]
+    values: dict[str, Any] = {
+        "last_event_at": now,
+        "updated_at": now,
+        "status": case((calls.c.status.in_(earlier), event.state.value), else_=calls.c.status),
+    }
+    if event.provider_call_id:
+        values["provider_call_sid"] = func.coalesce(
+            calls.c.provider_call_sid, event.provider_call_id
+        )
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            logged = _event_insert(session, call_id, event, form, now).cte("logged")
+            statement = update(calls).where(calls.c.id == logged.c.call_id).values(**values)
+            await write_alone(sessionmaker, statement.add_cte(logged))
+            return
+    async with write_transaction(sessionmaker) as session:
+        if await _record(session, call_id, event, form, now):
+            await session.execute(update(calls).where(calls.c.id == call_id).values(**values))
+
+
+def _with(call: CallRow, changes: dict[str, Any]) -> CallRow:
+    fields = {k: v for k, v in changes.items() if k in CallRow.__dataclass_fields__}
+    return CallRow(**{**call.__dict__, **fields})
+
+
+async def _record(
+    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
+) -> bool:
+    """Store the event once; False when this exact event was seen before."""
+    statement = _event_insert(session, call_id, event, form, now)
+    return (await session.execute(statement)).first() is not None
+
+
+def _event_insert(
+    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
+) -> Any:
+    """INSERT of the event that does nothing for a duplicate and returns the new row's call."""
     return (
-        await session.scalars(select(Call).where(Call.id == call_id).with_for_update())
-    ).one_or_none()
+        dialect_insert(session, events)
+        .values(call_id=call_id, dedupe_key=event.dedupe_key[:80], payload=form, received_at=now)
+        .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
+        .returning(events.c.call_id)
+    )
 
 
-async def lock_recipient(session: AsyncSession, recipient_id: int) -> CampaignRecipient | None:
-    query = select(CampaignRecipient).where(CampaignRecipient.id == recipient_id).with_for_update()
-    return (await session.scalars(query)).one_or_none()
-
-
-async def mark_answered(session: AsyncSession, call: Call, now: datetime) -> None:
+async def _recipient_answered(session: AsyncSession, call: CallRow) -> None:
     """The call is live: its recipient moves from dialing to in_progress."""
-    if call.answered_at is None:
-        call.answered_at = now
     if call.recipient_id is None or call.campaign_id is None:
         return
-    recipient = await lock_recipient(session, call.recipient_id)
-    if (
-        recipient is not None
-        and recipient.status == "dialing"
-        and recipient.last_call_id == call.id
-    ):
-        recipient.status = "in_progress"
+    moved = await session.execute(
+        update(recipients)
+        .where(
+            recipients.c.id == call.recipient_id,
+            recipients.c.status == "dialing",
+            recipients.c.last_call_id == call.id,
+        )
+        .values(status="in_progress", updated_at=utcnow())
+    )
+    if moved.rowcount == 1:  # type: ignore[attr-defined]
         await campaign_repository.add_counts(
             session, call.campaign_id, {"dialing": -1, "in_progress": 1}
         )
@@ -66,12 +249,13 @@ async def mark_answered(session: AsyncSession, call: Call, now: datetime) -> Non
 
 async def finish_call(
     session: AsyncSession,
-    call: Call,
+    call: CallRow,
     state: CallState,
     now: datetime,
     *,
     reason: str | None = None,
     duration: int | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> bool:
     """End a call (locked by the caller) and decide its recipient's next step.
 
@@ -79,21 +263,23 @@ async def finish_call(
     """
     if call.status in FINAL_STATES:
         return False
-    call.status = state
-    call.ended_at = now
-    call.lease_owner = call.lease_expires_at = None
+    values = dict(changes or {})
+    values.update(status=state.value, ended_at=now, lease_owner=None, lease_expires_at=None)
     if duration is not None:
-        call.duration_seconds = duration
+        values["duration_seconds"] = duration
     elif call.answered_at is not None:
-        call.duration_seconds = max(0, round((now - call.answered_at).total_seconds()))
+        values["duration_seconds"] = max(0, round((now - call.answered_at).total_seconds()))
     outcome = attempt_outcome(state, call.answered_by, call.answered_at is not None)
-    call.ended_reason = (reason or ENDED_REASONS[outcome])[:40]
+    values["ended_reason"] = (reason or ENDED_REASONS[outcome])[:40]
+    await _update_call(session, call.id, **values)
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now)
     return True
 
 
-async def _settle_recipient(session: AsyncSession, call: Call, outcome: str, now: datetime) -> None:
+async def _settle_recipient(
+    session: AsyncSession, call: CallRow, outcome: str, now: datetime
+) -> None:
     assert call.campaign_id is not None and call.recipient_id is not None
     campaign = await lock_campaign_shared(session, call.campaign_id)
     recipient = await lock_recipient(session, call.recipient_id)
@@ -113,17 +299,23 @@ async def _settle_recipient(session: AsyncSession, call: Call, outcome: str, now
         )
         deltas[recipient.status] = deltas.get(recipient.status, 0) - 1
         deltas[decision.status] = deltas.get(decision.status, 0) + 1
-        recipient.status = decision.status
-        recipient.last_outcome = outcome
-        recipient.next_attempt_at = decision.next_attempt_at
-        recipient.status_reason = (
-            f"retry {recipient.attempts + 1} after {outcome}" if decision.next_attempt_at else None
+        await _update_recipient(
+            session,
+            call.recipient_id,
+            status=decision.status,
+            last_outcome=outcome,
+            next_attempt_at=decision.next_attempt_at,
+            status_reason=(
+                f"retry {recipient.attempts + 1} after {outcome}"
+                if decision.next_attempt_at
+                else None
+            ),
         )
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
 async def release_undialed(
-    session: AsyncSession, call: Call, now: datetime, reason: str, detail: str | None = None
+    session: AsyncSession, call: CallRow, now: datetime, reason: str, detail: str | None = None
 ) -> None:
     """A claimed call that never reached the provider: the attempt is given back.
 
@@ -131,10 +323,15 @@ async def release_undialed(
     """
     if call.status in FINAL_STATES:
         return
-    call.status = CallState.CANCELED
-    call.ended_at = now
-    call.ended_reason = reason[:40]
-    call.lease_owner = call.lease_expires_at = None
+    await _update_call(
+        session,
+        call.id,
+        status=CallState.CANCELED.value,
+        ended_at=now,
+        ended_reason=reason[:40],
+        lease_owner=None,
+        lease_expires_at=None,
+    )
     if call.recipient_id is None or call.campaign_id is None:
         return
     await lock_campaign_shared(session, call.campaign_id)
@@ -145,19 +342,31 @@ async def release_undialed(
         and recipient.last_call_id == call.id
         and recipient.status == "dialing"
     ):
-        recipient.attempts -= 1
-        recipient.status = "pending" if recipient.attempts == 0 else "retry_scheduled"
-        recipient.next_attempt_at = None if recipient.attempts == 0 else now
-        recipient.status_reason = (detail or reason)[:200]
-        deltas.update({"dialing": -1, recipient.status: 1})
+        attempts = recipient.attempts - 1
+        status = "pending" if attempts == 0 else "retry_scheduled"
+        await _update_recipient(
+            session,
+            call.recipient_id,
+            attempts=attempts,
+            status=status,
+            next_attempt_at=None if attempts == 0 else now,
+            status_reason=(detail or reason)[:200],
+        )
+        deltas.update({"dialing": -1, status: 1})
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
 async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_id: str) -> bool:
     """A cheap read: could the campaign be complete? (`complete_if_done` decides under lock.)"""
-    async with sessionmaker() as session:
-        counts = (await campaign_repository.read_counts(session, [campaign_id]))[campaign_id]
-    return not any(counts[status] for status in RECIPIENT_ACTIVE)
+    waiting = await read_alone(
+        sessionmaker,
+        select(counters.c.value).where(
+            counters.c.campaign_id == campaign_id,
+            counters.c.name.in_(RECIPIENT_ACTIVE),
+            counters.c.value != 0,
+        ),
+    )
+    return not waiting
 
 
 async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetime) -> bool:

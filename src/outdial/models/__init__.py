@@ -5,6 +5,7 @@ from outdial.models.base import Base, utcnow
 from outdial.models.call import Call
 from outdial.models.call_event import CallEvent
 from outdial.models.campaign import Campaign, CampaignCount, CampaignRecipient
+from outdial.models.idempotency_key import IdempotencyKey
 from outdial.models.phone_number import PhoneNumber
 from outdial.models.recipient_list import RecipientList, RecipientListRow
 from outdial.models.user import ApiKey, User
@@ -18,6 +19,7 @@ __all__ = [
     "Campaign",
     "CampaignCount",
     "CampaignRecipient",
+    "IdempotencyKey",
     "PhoneNumber",
     "RecipientList",
     "RecipientListRow",

@@ -26,5 +26,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(20))
     label: Mapped[str | None] = mapped_column(String(200))
+    # Rate-limit tier (a name in OUTDIAL_RATE_LIMIT_TIERS); None follows the default tier.
+    tier: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,8 @@ from fastapi.responses import PlainTextResponse
 
 from outdial.auth.dependencies import Session, UserId
 from outdial.errors import Invalid, PayloadTooLarge
+from outdial.idempotency import service as idempotency_service
+from outdial.idempotency.dependencies import Idempotency
 from outdial.models import RecipientList as ListRow
 from outdial.models import RecipientListRow as RowRow
 from outdial.recipient_list import service
@@ -59,10 +61,13 @@ async def create_recipient_list(
     request: Request,
     session: Session,
     user_id: UserId,
+    idempotency: Idempotency,
     name: Annotated[str | None, Form(max_length=200)] = None,
     file: Annotated[UploadFile | None, File()] = None,
     use_template: Annotated[bool, Form()] = False,
-) -> RecipientList:
+) -> RecipientList | Response:
+    if (first := await idempotency_service.claim(session, idempotency)) is not None:
+        return first
     upload = _checked_file(request, file)
     recipient_list, report = await service.create(
         session,
@@ -72,7 +77,9 @@ async def create_recipient_list(
         use_template=use_template,
         region=request.app.state.settings.default_region,
     )
-    return to_schema(recipient_list, report)
+    return await idempotency_service.remember(
+        session, idempotency, to_schema(recipient_list, report)
+    )
 
 
 @router.post("/{recipient_list_id}/recipients/upload-csv", response_model=RecipientList)

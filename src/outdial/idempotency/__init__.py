@@ -1,0 +1,1 @@
+"""`Idempotency-Key` on create requests: a retried create returns the first response."""
