@@ -1,10 +1,12 @@
-"""Benchmark: the dialer against the carrier simulator with zero ring and talk time.
+"""Benchmark: the dialer against the carrier simulator (zero ring and talk time by default).
 
 Real processes, as in production: a standalone simulator, the API (webhooks) and one or two
 `outdial worker`s on PostgreSQL; or `outdial serve` with its embedded dialer on SQLite.
 Reports sustained attempts per second, slot-refill latency (a call's end recorded → the
-next dial request sent), database statements per attempt (PostgreSQL, pg_stat_statements)
-and peak memory per process; then holds 10,000 simultaneous live calls (50 campaigns x 200)
+next dial passing the gate), database statements per attempt (PostgreSQL,
+pg_stat_statements), CPU time per attempt and peak memory per process; a mode
+`LAYOUT@N` sets max_concurrency N, and `--talk-seconds` a talk time (refill latency without
+saturation). Then it holds 10,000 simultaneous live calls (50 campaigns x 200)
 with one worker and reports memory per live call.
 
     POSTGRES_OPTIONS="-c shared_preload_libraries=pg_stat_statements -c max_connections=300" \\
@@ -159,12 +161,14 @@ def _latencies(rows: list[tuple[Any, Any]]) -> list[float]:
 
 
 async def throughput(
-    mode: str, url: str, workdir: Path, count: int, concurrency: int
+    mode: str, url: str, workdir: Path, count: int, concurrency: int, talk: float = 0.0
 ) -> dict[str, Any]:
-    workers = int(mode.split(":")[1]) if ":" in mode else 0
+    layout, _, limit = mode.partition("@")  # "postgres:2@20": two workers, max_concurrency 20
+    workers = int(layout.split(":")[1]) if ":" in layout else 0
+    concurrency = int(limit) if limit else concurrency
     # SQLite has no workers: the dialer runs embedded in `outdial serve`.
     cluster = Cluster(url, workdir, embedded_dialer=workers == 0)
-    await cluster.start(ZERO, workers=workers)
+    await cluster.start({**ZERO, "talk_seconds": [talk, talk]}, workers=workers)
     memory = Memory(cluster)
     sampling = asyncio.create_task(memory.run())
     try:
@@ -177,8 +181,9 @@ async def throughput(
             cpu_before = memory.cpu()
             started = time.perf_counter()
             await api.post(f"/campaign/{campaign_id}/start")
+            # Polled five times a second, as a dashboard would: the figure is the dialer's.
             while (await api.get(f"/campaign/{campaign_id}")).json()["status"] != "completed":
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - started
             cpu_after = memory.cpu()
             after = await _statements(url) if before is not None else None
@@ -189,6 +194,8 @@ async def throughput(
         cluster.stop()
     return {
         "mode": mode,
+        "concurrency": concurrency,
+        "talk": talk,
         "attempts": count,
         "seconds": elapsed,
         "per_second": count / elapsed,
@@ -199,8 +206,7 @@ async def throughput(
         else None,
         "memory": memory.peak,
         "cpu_ms": {
-            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / count
-            for name in cpu_after
+            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / count for name in cpu_after
         },
     }
 
@@ -250,6 +256,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--recipients", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument(
+        "--talk-seconds",
+        type=float,
+        default=0.0,
+        help="talk time of every call; above zero the dialer is not saturated, and refill "
+        "latency is its reaction time rather than queueing",
+    )
     parser.add_argument("--modes", default="postgres:1,postgres:2,sqlite")
     parser.add_argument("--live-campaigns", type=int, default=50)
     parser.add_argument("--live-per-campaign", type=int, default=200)
@@ -264,7 +277,12 @@ async def main() -> None:
                 await _enable_statements(url)
             try:
                 result = await throughput(
-                    mode, url, Path(tmp) / mode.replace(":", "-"), args.recipients, args.concurrency
+                    mode,
+                    url,
+                    Path(tmp) / mode.replace(":", "-").replace("@", "-"),
+                    args.recipients,
+                    args.concurrency,
+                    args.talk_seconds,
                 )
             finally:
                 await drop_database(backend, args.postgres_url, url)
@@ -295,7 +313,9 @@ def _print_throughput(r: dict[str, Any]) -> None:
     statements = f"{r['statements']:.1f}" if r["statements"] is not None else "n/a"
     memory = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(r["memory"].items()))
     print(
-        f"\n[{r['mode']}] {r['attempts']} attempts in {r['seconds']:.1f} s = "
+        f"\n[{r['mode']}, max_concurrency {r['concurrency']}, talk {r['talk']:g} s] "
+        f"{r['attempts']} attempts in "
+        f"{r['seconds']:.1f} s = "
         f"{r['per_second']:.0f} attempts/s; refill p50 {r['refill_p50']:.1f} ms, "
         f"p99 {r['refill_p99']:.1f} ms; {statements} statements/attempt\n  peak RSS: {memory}"
     )

@@ -19,13 +19,17 @@ from outdial.call.endpoints import router as call_router
 from outdial.campaign.endpoints import router as campaign_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
+from outdial.do_not_call.endpoints import router as do_not_call_router
 from outdial.errors import document_errors, install_handlers
 from outdial.limits import UploadLimit
 from outdial.metrics import Observe, exposition
 from outdial.phone_number.endpoints import router as phone_number_router
+from outdial.pre_dial.endpoints import router as pre_dial_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
 from outdial.secrets_store import CredentialBox, load_or_create_key
 from outdial.telephony.webhooks import router as telephony_router
+from outdial.voice.media import router as media_router
+from outdial.webhook.endpoints import router as webhook_router
 
 log = logging.getLogger("outdial")
 
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RateLimitHeaders)
     app.include_router(telephony_router)
+    app.include_router(media_router)
     simulator = services.mount_simulator(app, settings)
     for router in (
         campaign_router,
@@ -71,6 +76,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         phone_number_router,
         assistant_router,
         call_router,
+        do_not_call_router,
+        webhook_router,
+        pre_dial_router,
     ):
         app.include_router(router)
 

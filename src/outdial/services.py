@@ -1,5 +1,5 @@
-"""What the service runs beside the API: carriers, the built-in simulator, the dialer, and
-the purge of expired idempotency keys."""
+"""What the service runs beside the API: carriers, the built-in simulator, the dialer, the
+webhook delivery worker, and the purge of expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from outdial.config import Settings
 from outdial.dialer.wakeup import Wakeup, listen
 from outdial.dialer.worker import Dialer, dialer_settings
 from outdial.idempotency import service as idempotency_service
+from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.registry import Carriers
 from outdial.telephony.simulator.app import create_simulator
 from outdial.telephony.webhooks import Verifier
+from outdial.webhook.delivery import delivering, delivery_settings
 
 SIMULATOR_PATH = "/_simulator"
 
@@ -41,7 +43,8 @@ def simulator_url(settings: Settings) -> str | None:
 async def running(
     app: FastAPI, settings: Settings, simulator: FastAPI | None
 ) -> AsyncIterator[None]:
-    """Start the HTTP client, the carriers, the in-process simulator and the dialer."""
+    """Start the HTTP client, the carriers, the in-process simulator, the dialer and the
+    webhook delivery worker."""
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
@@ -49,9 +52,18 @@ async def running(
             await stack.enter_async_context(simulator.router.lifespan_context(simulator))
         app.state.carriers = Carriers(app.state.credential_box, client, simulator_url(settings))
         app.state.verifier = Verifier(app.state.sessionmaker)
+        app.state.pre_dial = PreDialChecker(
+            app.state.sessionmaker, app.state.credential_box, client
+        )
         app.state.dialer = None
         if settings.dialer:
             await stack.enter_async_context(run_dialer(app, settings))
+        if settings.webhooks:
+            await stack.enter_async_context(
+                delivering(
+                    app.state.sessionmaker, app.state.credential_box, delivery_settings(settings)
+                )
+            )
         retention = timedelta(hours=settings.idempotency_key_hours)
         await stack.enter_async_context(
             idempotency_service.purging(app.state.sessionmaker, retention)
@@ -66,6 +78,7 @@ async def run_dialer(app: FastAPI, settings: Settings) -> AsyncIterator[Dialer]:
         app.state.carriers,
         dialer_settings(settings),
         Wakeup(),
+        app.state.pre_dial,
     )
     app.state.dialer = dialer
     tasks = [asyncio.create_task(dialer.run())]

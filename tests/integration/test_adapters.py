@@ -97,3 +97,38 @@ async def test_vobiz_errors_become_dial_error_kinds(simulator: httpx.AsyncClient
     with pytest.raises(DialError) as limited:
         await vobiz_on(simulator).dial(REQUEST)
     assert limited.value.kind is DialErrorKind.RATE_LIMITED
+
+
+async def test_vobiz_transfer_sends_a_live_call_to_new_xml(simulator: httpx.AsyncClient) -> None:
+    await simulator.put(
+        "/_sim/scenario",
+        json={
+            "human": 1,
+            "machine": 0,
+            "no_answer": 0,
+            "busy": 0,
+            "failed": 0,
+            "ring_seconds": [0.05, 0.05],
+            "talk_seconds": [60, 60],
+            "reject_credentials": ["bad-token"],
+        },
+    )
+    provider = vobiz_on(simulator)
+    uuid = await provider.dial(REQUEST)
+
+    async def answered() -> bool:
+        details = (await simulator.get(f"/_sim/calls/{uuid}")).json()
+        return bool(details["state"] == "in-progress")
+
+    await wait_for(answered, timeout=5)
+    # The call follows the new document (here one nobody serves: the call then ends).
+    await provider.transfer(uuid, "http://127.0.0.1:9/telephony/x/call_1/s/voicemail")
+
+    async def ended() -> bool:
+        return bool((await simulator.get("/_sim/stats")).json()["live"] == 0)
+
+    await wait_for(ended, timeout=5)
+    await provider.transfer(uuid, "http://127.0.0.1:9/x")  # a call already gone: no error
+    with pytest.raises(DialError) as refused:
+        await vobiz_on(simulator, "bad-token").transfer(uuid, "http://127.0.0.1:9/x")
+    assert refused.value.kind is DialErrorKind.REJECTED

@@ -68,9 +68,15 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/assistants/{assistant_id}"): Probe("spare_assistant"),
     ("GET", "/calls/{call_id}"): Probe("call"),
     ("PATCH", "/calls/{call_id}"): Probe("call", json={"label": "stolen"}),
+    ("GET", "/do-not-call/{phone_number}"): Probe("dnc_number"),
+    ("DELETE", "/do-not-call/{phone_number}"): Probe("dnc_number"),
+    ("GET", "/webhooks/{webhook_id}"): Probe("webhook"),
+    ("DELETE", "/webhooks/{webhook_id}"): Probe("spare_webhook"),
+    ("GET", "/webhooks/{webhook_id}/deliveries"): Probe("webhook"),
 }
 
-LISTS = ("/campaign", "/assistants", "/phone-numbers", "/recipient-lists", "/calls")
+LISTS = ("/campaign", "/assistants", "/phone-numbers", "/recipient-lists", "/calls", "/webhooks")
+HOOK_URL = "http://127.0.0.1:9/hooks"  # never delivered in these tests (no deliverer runs)
 
 
 def operations_with_an_id() -> set[tuple[str, str]]:
@@ -110,6 +116,10 @@ class World:
             *(f"/phone-numbers/{self.ids[k]}" for k in ("phone_number", "spare_phone_number")),
             *(f"/assistants/{self.ids[k]}" for k in ("assistant", "spare_assistant")),
             f"/calls/{self.ids['call']}",
+            "/do-not-call",
+            f"/do-not-call/{self.ids['dnc_number']}",
+            *(f"/webhooks/{self.ids[k]}" for k in ("webhook", "spare_webhook")),
+            f"/webhooks/{self.ids['webhook']}/deliveries",
         ]
 
     async def snapshot(self) -> dict[str, Any]:
@@ -148,6 +158,10 @@ async def build_world(app: FastAPI, owner: Tenant) -> World:
     ids["spare_assistant"] = (await owner.assistant(name="Spare"))["id"]
     ids["spare_phone_number"] = (await owner.phone_number("+14155550124"))["id"]
     ids["spare_list"] = (await owner.recipient_list(CSV, name="spare"))["id"]
+    ids["dnc_number"] = "+14155550190"
+    await owner.ok("POST", "/do-not-call", json={"phone_number": ids["dnc_number"]})
+    ids["webhook"] = (await owner.ok("POST", "/webhooks", json={"url": HOOK_URL}))["id"]
+    ids["spare_webhook"] = (await owner.ok("POST", "/webhooks", json={"url": HOOK_URL}))["id"]
     common = {
         "assistant_id": ids["assistant"],
         "phone_number_id": ids["phone_number"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from outdial.call import repository
 from outdial.call.schemas import CallCreate, CallUpdate
 from outdial.campaign.service import amd_timeout
 from outdial.dialer.claim import DialJob, new_secret
+from outdial.do_not_call import service as do_not_call
 from outdial.errors import Conflict, Invalid, NotFound
 from outdial.ids import new_id
 from outdial.models import Assistant, Call, PhoneNumber, utcnow
@@ -40,9 +41,15 @@ async def page(
 
 
 async def create(
-    session: AsyncSession, user_id: str, body: CallCreate, region: str, lease: timedelta
+    session: AsyncSession,
+    user_id: str,
+    body: CallCreate,
+    region: str,
+    lease: timedelta,
+    daily_cap: int | None = None,
 ) -> DialJob:
-    """Open the call row (the dial happens after commit); 409 if that person is on a call."""
+    """Open the call row (the dial happens after commit); 409 if that person is on a call,
+    on the do-not-call list, or was called `daily_cap` times in the last 24 hours."""
     number = await get_owned(session, PhoneNumber, user_id, body.phone_number_id)
     if number is None:
         raise NotFound("Phone number")
@@ -58,8 +65,9 @@ async def create(
         to_number = normalize_e164(body.to_number, region)
     except InvalidPhoneNumber as exc:
         raise Invalid(["body", "to_number"], str(exc)) from None
-    secret, secret_hash = new_secret()
     now = utcnow()
+    await _check_allowed(session, user_id, to_number, now, daily_cap)
+    secret, secret_hash = new_secret()
     call = Call(
         id=new_id("call"),
         user_id=user_id,
@@ -81,6 +89,21 @@ async def create(
     except IntegrityError:
         raise Conflict(f"A call to {to_number} is already live") from None
     return DialJob(call.id, None, number, to_number, secret, now, amd_timeout(None, assistant))
+
+
+async def _check_allowed(
+    session: AsyncSession, user_id: str, to_number: str, now: datetime, daily_cap: int | None
+) -> None:
+    blocked = await do_not_call.blocked_numbers(
+        session, user_id, [to_number], now, daily_cap=daily_cap
+    )
+    if blocked.get(to_number) == do_not_call.DNC:
+        raise Conflict(f"{to_number} is on the do-not-call list")
+    if blocked.get(to_number) == do_not_call.DAILY_CAP:
+        raise Conflict(
+            f"{to_number} was already called {daily_cap} times in the last 24 hours, "
+            "the most this account may call one number"
+        )
 
 
 async def update(session: AsyncSession, user_id: str, call_id: str, body: CallUpdate) -> Call:

@@ -1,4 +1,8 @@
-"""start / pause / resume / stop: the status machine applied to stored campaigns."""
+"""start / pause / resume / stop: the status machine applied to stored campaigns.
+
+Each change queues its lifecycle event (`campaign.started`, …) in its own transaction, so
+an event exists exactly when its change was committed; a refused change emits nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from outdial.campaign import repository, service
 from outdial.campaign.state import TransitionRefused, next_status
 from outdial.errors import Conflict
 from outdial.models import Campaign, RecipientList, utcnow
+from outdial.webhook import events
 
 _RENDER_BATCH = 5_000
 
@@ -41,6 +46,7 @@ async def start(session: AsyncSession, user_id: str, campaign_id: str) -> Campai
     await _check_templates(session, campaign)
     campaign.started_at = now
     await session.flush()
+    await events.emit_campaign(session, campaign, "campaign.started")
     return campaign
 
 
@@ -68,6 +74,7 @@ async def _check_templates(session: AsyncSession, campaign: Campaign) -> None:
 async def pause(session: AsyncSession, user_id: str, campaign_id: str) -> Campaign:
     campaign = await _transition(session, user_id, campaign_id, "pause")
     await session.flush()
+    await events.emit_campaign(session, campaign, "campaign.paused")
     return campaign
 
 
@@ -75,6 +82,7 @@ async def resume(session: AsyncSession, user_id: str, campaign_id: str) -> Campa
     campaign = await _transition(session, user_id, campaign_id, "resume")
     campaign.status_reason = None
     await session.flush()
+    await events.emit_campaign(session, campaign, "campaign.resumed")
     return campaign
 
 
@@ -89,4 +97,5 @@ async def stop(session: AsyncSession, user_id: str, campaign_id: str) -> Campaig
         await repository.end_waiting(session, campaign.id, "cancelled", "campaign stopped"),
     )
     await session.flush()
+    await events.emit_campaign(session, campaign, "campaign.completed")
     return campaign

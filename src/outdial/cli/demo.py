@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import random
 from typing import Annotated, Any
 
@@ -34,6 +35,14 @@ DEMO_SCENARIO = {
     "ring_seconds": [1, 3],
     "talk_seconds": [2, 6],
 }
+# With the voice runtime installed, the simulated people talk with the assistant.
+DEMO_SCRIPT = ["Yes, this is me.", "Can you move my appointment to Friday?", "Thanks, goodbye."]
+
+
+def _demo_scenario() -> dict[str, Any]:
+    if importlib.util.find_spec("pipecat") and importlib.util.find_spec("websockets"):
+        return {**DEMO_SCENARIO, "caller_script": DEMO_SCRIPT}
+    return DEMO_SCENARIO
 
 
 def demo_command(
@@ -67,7 +76,7 @@ async def _demo(settings: Settings, recipients: int, concurrency: int, keep_serv
     print(f"user id: {issued.user_id}\napi key: {issued.key}")
     headers = {"Authorization": f"Bearer {issued.key}", "X-User-ID": issued.user_id}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as api:
-        await api.put("/_simulator/_sim/scenario", json=DEMO_SCENARIO)
+        await api.put("/_simulator/_sim/scenario", json=_demo_scenario())
         campaign_id = await _create_campaign(api, recipients, concurrency)
         await _watch(console, api, campaign_id)
     if keep_serving:

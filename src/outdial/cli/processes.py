@@ -1,4 +1,5 @@
-"""`outdial worker` and `outdial simulator`: the dialer alone, and the carrier simulator alone."""
+"""`outdial worker` and `outdial simulator`: the dialer (with the webhook deliverer) alone,
+and the carrier simulator alone."""
 
 from __future__ import annotations
 
@@ -17,29 +18,34 @@ from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.dialer.wakeup import Wakeup, listen
 from outdial.dialer.worker import Dialer, dialer_settings
+from outdial.pre_dial.service import PreDialChecker
 from outdial.secrets_store import CredentialBox, load_or_create_key
 from outdial.services import simulator_url
 from outdial.telephony.registry import Carriers
 from outdial.telephony.simulator.app import create_simulator
 from outdial.telephony.simulator.scenario import Scenario
+from outdial.webhook.delivery import delivering, delivery_settings
 
 
 async def run_worker(settings: Settings) -> None:
-    """Claim and dial until SIGINT/SIGTERM; the API (and its webhooks) run elsewhere."""
+    """Claim and dial (and deliver lifecycle webhooks) until SIGINT/SIGTERM; the API and
+    the telephony webhooks run elsewhere."""
     url = settings.resolved_database_url
     await migrate(url)
     engine = create_engine(url)
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     box = CredentialBox(load_or_create_key(secret, settings.data_dir))
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=15, limits=limits) as client:
+    sessionmaker = create_sessionmaker(engine)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
         carriers = Carriers(box, client, simulator_url(settings))
-        dialer = Dialer(
-            create_sessionmaker(engine),
-            carriers,
-            dialer_settings(settings),
-            Wakeup(),
-        )
+        pre_dial = PreDialChecker(sessionmaker, box, client)
+        dialer = Dialer(sessionmaker, carriers, dialer_settings(settings), Wakeup(), pre_dial)
+        if settings.webhooks:
+            await stack.enter_async_context(
+                delivering(sessionmaker, box, delivery_settings(settings))
+            )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, dialer.stop)
@@ -51,7 +57,7 @@ async def run_worker(settings: Settings) -> None:
 
 
 def worker_command() -> None:
-    """Run a dialer worker alone (several may share one PostgreSQL)."""
+    """Run a dialer worker (and a webhook deliverer) alone; several may share one PostgreSQL."""
     asyncio.run(run_worker(Settings()))
 
 

@@ -21,9 +21,13 @@ from outdial.campaign import hours
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.service import amd_timeout
 from outdial.dialer import store
+from outdial.do_not_call import service as do_not_call
 from outdial.ids import new_id
 from outdial.models import Assistant, Call, Campaign, CampaignRecipient, PhoneNumber
 from outdial.models.call import LIVE_STATUSES
+from outdial.models.pre_dial_check import PreDialCheck
+from outdial.pre_dial.service import PreDialRequest
+from outdial.webhook import events as webhook_events
 
 PACING_HORIZON = timedelta(seconds=2)
 MAX_BATCHES = 5  # due-recipient queries per claim round when some must be put off
@@ -43,6 +47,7 @@ class DialJob:
     machine_detection_timeout: int
     reset_breaker: bool = False  # the campaign had refused dials: a success resets the count
     window: hours.Window | None = None  # calling hours, checked again at the moment of the dial
+    pre_dial: PreDialRequest | None = None  # the account's pre-dial check is asked this
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Dial:
 
     machine_detection_timeout: int
     window: hours.Window | None
+    pre_dial: bool  # the account has a pre-dial check
 
 
 def new_secret() -> tuple[str, str]:
@@ -130,13 +136,20 @@ def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -
 
 
 async def claim(
-    session: AsyncSession, campaign: Campaign, worker_id: str, now: datetime, lease: timedelta
+    session: AsyncSession,
+    campaign: Campaign,
+    worker_id: str,
+    now: datetime,
+    lease: timedelta,
+    *,
+    daily_cap: int = 0,
 ) -> list[DialJob]:
     """Claim what the campaign (locked by the caller) may dial now.
 
-    Recipients that may not be dialed now (their number is on a live call, or their local
-    clock is outside the calling hours) are put off with a reason, and the next due ones
-    are taken in their place, a few batches at most per round.
+    Recipients that may not be dialed now (their number is on a live call, over the
+    account's daily cap, or their local clock is outside the calling hours) are put off
+    with a reason; numbers on the account's do-not-call list are skipped. The next due
+    ones are taken in their place, a few batches at most per round.
     """
     counts = (await campaign_repository.read_counts(session, [campaign.id]))[campaign.id]
     number = (
@@ -150,10 +163,16 @@ async def claim(
     window = hours.parse(campaign.calling_hours)
     deltas: dict[str, int] = {}
     jobs: list[DialJob] = []
-    dial = Dial(amd_timeout(campaign, await session.get(Assistant, campaign.assistant_id)), window)
+    dial = Dial(
+        amd_timeout(campaign, await session.get(Assistant, campaign.assistant_id)),
+        window,
+        await session.get(PreDialCheck, campaign.user_id) is not None,
+    )
+    ended: list[int] = []
     for _ in range(MAX_BATCHES):
         recipients = await due_recipients(session, campaign.id, now, free - len(jobs))
-        ready = await _dialable(session, campaign, window, recipients, now, deltas)
+        ready = await _dialable(session, campaign, window, recipients, now, deltas, daily_cap)
+        ended += [r.id for r in recipients if r.status in ("skipped", "expired")]
         jobs += [
             _open_call(session, campaign, number, recipient, worker_id, now + lease, at, dial)
             for recipient, at in zip(ready, pace(number, len(ready), now), strict=True)
@@ -164,6 +183,7 @@ async def claim(
     if jobs:
         deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
     await campaign_repository.add_counts(session, campaign.id, deltas)
+    await webhook_events.emit_recipients_final(session, campaign.user_id, ended)
     if deltas and not jobs:
         await store.complete_if_done(session, campaign.id, now)  # the last ones were skipped
     return jobs
@@ -176,16 +196,33 @@ async def _dialable(
     recipients: list[CampaignRecipient],
     now: datetime,
     deltas: dict[str, int],
+    daily_cap: int,
 ) -> list[CampaignRecipient]:
     """The recipients that may be dialed now; the others are put off (or end) with a reason."""
-    busy = await numbers_in_live_calls(
-        session, campaign.user_id, [r.phone_number for r in recipients]
+    numbers = [r.phone_number for r in recipients]
+    busy = await numbers_in_live_calls(session, campaign.user_id, numbers)
+    blocked = await do_not_call.blocked_numbers(
+        session, campaign.user_id, numbers, now, daily_cap=daily_cap
+    )
+    capped = [n for n, why in blocked.items() if why == do_not_call.DAILY_CAP]
+    frees_at = await do_not_call.daily_cap_frees_at(
+        session, campaign.user_id, capped, now, daily_cap=daily_cap
     )
     ready: list[CampaignRecipient] = []
     for recipient in recipients:
-        if recipient.phone_number in busy:
+        number = recipient.phone_number
+        if number in busy:
             recipient.next_attempt_at = now + BUSY_NUMBER_DEFERRAL
             recipient.status_reason = "waiting: another call to this number is live"
+            continue
+        if blocked.get(number) == do_not_call.DNC:
+            _end(recipient, "skipped", "dnc", deltas)
+            continue
+        if number in frees_at:
+            recipient.next_attempt_at = frees_at[number]
+            recipient.status_reason = (
+                f"waiting: {daily_cap} calls to this number in 24 hours (the daily cap)"
+            )
             continue
         wait = hours.check(window, recipient.phone_number, now)
         if wait is not None:
@@ -214,11 +251,16 @@ def _put_off(
     if final is None:
         recipient.next_attempt_at = wait.until
         return
-    if final == "expired":
-        recipient.status_reason = f"{wait.reason}, after the schedule ends"[:200]
+    reason = f"{wait.reason}, after the schedule ends" if final == "expired" else wait.reason
+    _end(recipient, final, reason, deltas)
+
+
+def _end(recipient: CampaignRecipient, status: str, reason: str, deltas: dict[str, int]) -> None:
+    """The recipient will never be dialed by this campaign: a final status and why."""
     deltas[recipient.status] = deltas.get(recipient.status, 0) - 1
-    deltas[final] = deltas.get(final, 0) + 1
-    recipient.status = final
+    deltas[status] = deltas.get(status, 0) + 1
+    recipient.status = status
+    recipient.status_reason = reason[:200]
     recipient.next_attempt_at = None
 
 
@@ -266,4 +308,14 @@ def _open_call(
         dial.machine_detection_timeout,
         reset_breaker=campaign.rejected_in_a_row > 0,
         window=dial.window,
+        pre_dial=PreDialRequest(
+            phone_number=recipient.phone_number,
+            campaign_id=campaign.id,
+            recipient_id=f"rcp_{recipient.id}",
+            call_id=call.id,
+            attempt=recipient.attempts,
+            metadata=dict(recipient.recipient_metadata or {}),
+        )
+        if dial.pre_dial
+        else None,
     )

@@ -22,8 +22,10 @@ from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
 from outdial.dialer.store import calls, campaigns
 from outdial.models import Campaign, utcnow
+from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
 from outdial.telephony.registry import Carriers
+from outdial.webhook import events as webhook_events
 
 log = logging.getLogger("outdial.dialer")
 BREAKER_THRESHOLD = 3
@@ -40,6 +42,7 @@ class DialerSettings:
     ring_timeout: int = 30
     time_limit: int = 3600
     patience: Patience = field(default_factory=Patience)
+    daily_cap: int = 0  # calls per number per account in 24 hours; 0: no cap
 
 
 def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
@@ -52,16 +55,24 @@ class Sender:
         sessionmaker: async_sessionmaker[AsyncSession],
         carriers: Carriers,
         settings: DialerSettings,
+        pre_dial: PreDialChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.carriers = carriers
         self.settings = settings
+        self.pre_dial = pre_dial
 
     async def send(self, job: DialJob) -> bool:
         """Wait for the job's paced moment, pass the gate, dial; True when the provider took it."""
         delay = (job.dial_at - utcnow()).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
+        if job.pre_dial is not None and self.pre_dial is not None:
+            decision = await self.pre_dial.allows(job.number.user_id, job.pre_dial)
+            if not decision.allowed:
+                reason = decision.reason or "pre_dial: refused"
+                await self._give_back(job, utcnow(), "pre_dial_refused", reason, final="skipped")
+                return False
         prepared = await self._pass_gate(job)
         if prepared is None:
             return False
@@ -112,12 +123,18 @@ class Sender:
         return None
 
     async def _give_back(
-        self, job: DialJob, now: datetime, reason: str, detail: str | None = None
+        self,
+        job: DialJob,
+        now: datetime,
+        reason: str,
+        detail: str | None = None,
+        *,
+        final: str | None = None,
     ) -> None:
         async with write_transaction(self.sessionmaker) as session:
             call = await store.lock_call(session, job.call_id)
             if call is not None and call.dial_started_at is None:
-                await store.release_undialed(session, call, now, reason, detail)
+                await store.release_undialed(session, call, now, reason, detail, final=final)
 
     def _dial_request(self, job: DialJob) -> DialRequest:
         return DialRequest(
@@ -147,25 +164,25 @@ class Sender:
     async def _dial_sent(self, job: DialJob, provider_call_id: str) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
         initiated = case((calls.c.status == "queued", "initiated"), else_=calls.c.status)
-        await write_alone(
-            self.sessionmaker,
-            update(calls)
-            .where(calls.c.id == job.call_id)
-            .values(
-                provider_call_sid=func.coalesce(calls.c.provider_call_sid, provider_call_id),
-                started_at=utcnow(),
-                status=initiated,
-                lease_owner=None,
-                lease_expires_at=None,
-            ),
-        )
-        if job.campaign_id and job.reset_breaker:
-            await write_alone(
-                self.sessionmaker,
-                update(campaigns)
-                .where(campaigns.c.id == job.campaign_id)
-                .values(rejected_in_a_row=0),
+        async with write_transaction(self.sessionmaker) as session:
+            await session.execute(
+                update(calls)
+                .where(calls.c.id == job.call_id)
+                .values(
+                    provider_call_sid=func.coalesce(calls.c.provider_call_sid, provider_call_id),
+                    started_at=utcnow(),
+                    status=initiated,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             )
+            await webhook_events.emit_call(session, job.call_id, "call.started")
+            if job.campaign_id and job.reset_breaker:
+                await session.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == job.campaign_id)
+                    .values(rejected_in_a_row=0)
+                )
 
     async def _dial_failed(self, job: DialJob, error: DialError) -> None:
         """The provider refused the dial: end the attempt, and trip the breaker if it keeps on."""
@@ -207,3 +224,4 @@ async def count_rejection(session: AsyncSession, campaign_id: str, message: str)
             f"in a row ({message}). Fix the phone number's credentials, then resume."
         )
         campaign.updated_at = utcnow()
+        await webhook_events.emit_campaign(session, campaign, "campaign.paused")

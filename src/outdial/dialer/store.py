@@ -25,6 +25,7 @@ from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
 from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
 from outdial.telephony.base import CallEvent as Event
+from outdial.webhook import events as webhook_events
 
 # Core tables, not ORM entities: statements on them skip the ORM's per-statement work.
 calls = cast(Table, Call.__table__)
@@ -113,10 +114,14 @@ async def _update_recipient(session: AsyncSession, recipient_id: int, **values: 
 
 @dataclass(frozen=True)
 class Applied:
-    """What one provider event did: the call as it is now, and whether the attempt ended."""
+    """What one provider event did: the call as it is now, and whether the attempt ended.
+
+    `fresh` is False for an event seen before (a duplicate delivery): it changed nothing.
+    """
 
     call: CallRow
     ended: bool
+    fresh: bool = True
 
 
 async def apply_event(
@@ -132,7 +137,7 @@ async def apply_event(
         return None
     now = utcnow()
     if not await _record(session, call_id, event, form, now):
-        return Applied(call, ended=False)
+        return Applied(call, ended=False, fresh=False)
     changes: dict[str, Any] = {"last_event_at": now}
     if event.provider_call_id and not call.provider_call_sid:
         changes["provider_call_sid"] = event.provider_call_id
@@ -272,6 +277,7 @@ async def finish_call(
     outcome = attempt_outcome(state, call.answered_by, call.answered_at is not None)
     values["ended_reason"] = (reason or ENDED_REASONS[outcome])[:40]
     await _update_call(session, call.id, **values)
+    await webhook_events.emit_call(session, call.id, "call.ended")
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now)
     return True
@@ -311,15 +317,25 @@ async def _settle_recipient(
                 else None
             ),
         )
+        if decision.status not in RECIPIENT_ACTIVE:
+            await webhook_events.emit_recipient_final(session, call.recipient_id)
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
 async def release_undialed(
-    session: AsyncSession, call: CallRow, now: datetime, reason: str, detail: str | None = None
+    session: AsyncSession,
+    call: CallRow,
+    now: datetime,
+    reason: str,
+    detail: str | None = None,
+    *,
+    final: str | None = None,
 ) -> None:
     """A claimed call that never reached the provider: the attempt is given back.
 
     `reason` is a short code for the call; `detail` (or the code) tells the recipient why.
+    The recipient waits for its next claim, or ends with the status `final` (a pre-dial
+    check that refused it: `skipped`).
     """
     if call.status in FINAL_STATES:
         return
@@ -343,16 +359,18 @@ async def release_undialed(
         and recipient.status == "dialing"
     ):
         attempts = recipient.attempts - 1
-        status = "pending" if attempts == 0 else "retry_scheduled"
+        status = final or ("pending" if attempts == 0 else "retry_scheduled")
         await _update_recipient(
             session,
             call.recipient_id,
             attempts=attempts,
             status=status,
-            next_attempt_at=None if attempts == 0 else now,
+            next_attempt_at=None if final or attempts == 0 else now,
             status_reason=(detail or reason)[:200],
         )
         deltas.update({"dialing": -1, status: 1})
+        if final:
+            await webhook_events.emit_recipient_final(session, call.recipient_id)
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
@@ -382,6 +400,7 @@ async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetim
     campaign.status = "completed"
     campaign.ended_reason = "all_recipients_done"
     campaign.completed_at = now
+    await webhook_events.emit_campaign(session, campaign, "campaign.completed")
     return True
 
 
@@ -394,3 +413,4 @@ async def expire_waiting(session: AsyncSession, campaign: Campaign, now: datetim
     campaign.status = "completed"
     campaign.ended_reason = "schedule_ended"
     campaign.completed_at = now
+    await webhook_events.emit_campaign(session, campaign, "campaign.completed")

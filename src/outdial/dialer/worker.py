@@ -26,6 +26,7 @@ from outdial.dialer import reaper, store
 from outdial.dialer.sender import DialerSettings, Sender
 from outdial.dialer.wakeup import Wakeup
 from outdial.models import Campaign, utcnow
+from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
@@ -38,6 +39,7 @@ def dialer_settings(settings: Settings) -> DialerSettings:
         sweep_seconds=settings.dialer_sweep_seconds,
         reap_seconds=settings.dialer_reap_seconds,
         lease=lease,
+        daily_cap=settings.max_calls_per_number_per_day,
         patience=reaper.Patience(
             unconfirmed=lease,
             silent_ringing=timedelta(seconds=settings.dialer_silence_seconds),
@@ -57,11 +59,12 @@ class Dialer:
         carriers: Carriers,
         settings: DialerSettings,
         wakeup: Wakeup | None = None,
+        pre_dial: PreDialChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.carriers = carriers
         self.settings = settings
-        self.sender = Sender(sessionmaker, carriers, settings)
+        self.sender = Sender(sessionmaker, carriers, settings, pre_dial)
         self.wakeup = wakeup or Wakeup()
         self.name = worker_name()
         self.stopped = asyncio.Event()
@@ -111,7 +114,14 @@ class Dialer:
                     return
                 if campaign.schedule_start_time is not None and now < campaign.schedule_start_time:
                     return
-                jobs = await claiming.claim(session, campaign, self.name, now, self.settings.lease)
+                jobs = await claiming.claim(
+                    session,
+                    campaign,
+                    self.name,
+                    now,
+                    self.settings.lease,
+                    daily_cap=self.settings.daily_cap,
+                )
         except IntegrityError:
             # Another worker just opened a call to one of these numbers; try again soon.
             self.wakeup.campaign(campaign_id)

@@ -5,10 +5,13 @@ from outdial.models.base import Base, utcnow
 from outdial.models.call import Call
 from outdial.models.call_event import CallEvent
 from outdial.models.campaign import Campaign, CampaignCount, CampaignRecipient
+from outdial.models.do_not_call import DoNotCallEntry
 from outdial.models.idempotency_key import IdempotencyKey
 from outdial.models.phone_number import PhoneNumber
+from outdial.models.pre_dial_check import PreDialCheck
 from outdial.models.recipient_list import RecipientList, RecipientListRow
 from outdial.models.user import ApiKey, User
+from outdial.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -19,10 +22,16 @@ __all__ = [
     "Campaign",
     "CampaignCount",
     "CampaignRecipient",
+    "DoNotCallEntry",
     "IdempotencyKey",
     "PhoneNumber",
+    "PreDialCheck",
     "RecipientList",
     "RecipientListRow",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "utcnow",
 ]

@@ -19,6 +19,8 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_user_created", "user_id", "created_at"),
         Index("ix_calls_campaign_created", "campaign_id", "created_at"),
+        # The per-number daily cap counts an account's recent calls to a set of numbers.
+        Index("ix_calls_user_number_created", "user_id", "to_number", "created_at"),
         # One live call per person per account, whichever campaign or worker placed it.
         Index(
             "uq_calls_live_number",

@@ -80,6 +80,17 @@ class TwilioProvider:
         if response.status_code >= 400:
             raise _dial_error(response)
 
+    async def redirect(self, provider_call_id: str, twiml: str) -> None:
+        """Have the live call follow `twiml` from now on (an open stream ends). A call
+        already over is not an error."""
+        response = await self._send(
+            "POST", f"{self._calls}/{provider_call_id}.json", data={"Twiml": twiml}
+        )
+        if response.status_code == 404 or _code(response) == "21220":
+            return
+        if response.status_code >= 400:
+            raise _dial_error(response)
+
     async def fetch(self, provider_call_id: str) -> ProviderCall | None:
         response = await self._send("GET", f"{self._calls}/{provider_call_id}.json")
         if response.status_code == 404:
@@ -137,6 +148,11 @@ def verdict(answered_by: str | None) -> Verdict | None:
     if answered_by.startswith("machine") or answered_by == "fax":
         return Verdict.MACHINE
     return Verdict.HUMAN if answered_by == "human" else Verdict.UNKNOWN
+
+
+def after_the_beep(answered_by: str | None) -> bool:
+    """A machine whose greeting is over (`DetectMessageEnd`): a message left now is recorded."""
+    return bool(answered_by) and str(answered_by).startswith("machine_end_")
 
 
 def parse_status(form: Mapping[str, str]) -> CallEvent:

@@ -1,7 +1,8 @@
 """Vobiz: its Plivo-like REST API over httpx, and the callbacks it sends us.
 
 Dial: `POST /api/v1/Account/{auth_id}/Call/` (JSON) with answer, ring, hangup and
-machine-detection URLs. The hangup callback is the authoritative end of a call.
+machine-detection URLs. The hangup callback is the authoritative end of a call. A live call
+is hung up with `DELETE …/Call/{uuid}/` and transferred to new XML with `POST …/Call/{uuid}/`.
 """
 
 from __future__ import annotations
@@ -93,6 +94,17 @@ class VobizProvider:
         if response.status_code not in (200, 204, 404):
             raise _dial_error(response)
 
+    async def transfer(self, provider_call_id: str, url: str) -> None:
+        """Send the live call's A-leg to the XML document at `url` (fetched with a POST).
+
+        It replaces what the call was doing (an open stream ends). A call already gone is
+        not an error.
+        """
+        body = {"legs": "aleg", "aleg_url": url, "aleg_method": "POST"}
+        response = await self._send("POST", f"{self._calls}{provider_call_id}/", json=body)
+        if response.status_code != 404 and not response.is_success:
+            raise _dial_error(response)
+
     async def fetch(self, provider_call_id: str) -> ProviderCall | None:
         live = await self._send(
             "GET", f"{self._calls}{provider_call_id}/", params={"status": "live"}
@@ -175,6 +187,11 @@ def parse_machine(form: Mapping[str, str]) -> CallEvent:
         verdict=Verdict.MACHINE if machine else Verdict.HUMAN,
         dedupe_key="machine",
     )
+
+
+def parse_voicemail(form: Mapping[str, str]) -> CallEvent:
+    """The transferred A-leg asks for its voicemail document: nothing about the call changes."""
+    return CallEvent(form.get("CallUUID"), None, dedupe_key="voicemail")
 
 
 def parse_hangup(form: Mapping[str, str]) -> CallEvent:

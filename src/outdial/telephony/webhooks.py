@@ -4,6 +4,10 @@ Each callback URL carries our call id and a per-call secret, so a callback finds
 even when the provider's id was never stored. A missing or wrong signature (or secret) is
 a 403 that changes nothing. The event is stored under a unique (call, key); a duplicate
 finds the key taken and does nothing. Out-of-order callbacks cannot move a call backwards.
+
+A machine verdict gets the voicemail drop (`telephony/voicemail.py`): Twilio's answer TwiML
+says the message; a Vobiz call is transferred to the `voicemail` callback, a kind of its own
+that is verified like the others and changes nothing of the call.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.database import read_alone, write_transaction
 from outdial.dialer import store
+from outdial.dialer.sender import callback_base
 from outdial.dialer.store import calls
 from outdial.dialer.wakeup import notify
 from outdial.ids import is_well_formed
-from outdial.models import Call, PhoneNumber, utcnow
-from outdial.telephony import twilio, vobiz
+from outdial.models import PhoneNumber, utcnow
+from outdial.telephony import twilio, vobiz, voicemail
 from outdial.telephony.base import CallEvent as Event
-from outdial.telephony.base import Verdict
+from outdial.telephony.base import CallState, Verdict
 from outdial.telephony.registry import Carriers
 
 router = APIRouter(prefix="/telephony", include_in_schema=False)
@@ -43,6 +48,7 @@ VOBIZ_PARSERS: dict[str, Callable[[dict[str, str]], Event]] = {
     "answer": vobiz.parse_answer,
     "machine": vobiz.parse_machine,
     "hangup": vobiz.parse_hangup,
+    "voicemail": vobiz.parse_voicemail,
 }
 FORBIDDEN = Response("forbidden", status_code=403)
 Signed = Callable[[str], bool]  # does the request's signature check out with this token?
@@ -194,7 +200,10 @@ async def twilio_callback(call_id: str, secret: str, kind: str, request: Request
         return Response(status_code=204)
     await _after(request, applied)
     if kind == "answer":
-        twiml = answer_twiml(request, applied.call, secret)
+        if applied.call.answered_by == Verdict.MACHINE:
+            twiml = await machine_twiml(request, applied.call)
+        else:
+            twiml = answer_twiml(request, applied.call, secret)
         return Response(twiml, media_type="application/xml")
     return Response(status_code=204)
 
@@ -207,29 +216,65 @@ async def vobiz_callback(call_id: str, secret: str, kind: str, request: Request)
     if applied is None:  # progress only
         return Response(status_code=204)
     await _after(request, applied)
-    if kind == "machine" and event.verdict is Verdict.MACHINE:
-        await _hang_up(request, applied.call)
+    if kind == "machine" and event.verdict is Verdict.MACHINE and applied.fresh:
+        await _after_machine(request, applied.call, secret)
     if kind == "answer":
         xml = answer_vobiz_xml(request, applied.call, secret)
+        return Response(xml, media_type="application/xml")
+    if kind == "voicemail":
+        xml = await voicemail_vobiz_xml(request, applied.call)
         return Response(xml, media_type="application/xml")
     return Response(status_code=204)
 
 
-async def _hang_up(request: Request, call: store.CallRow) -> None:
-    """A machine answered a Vobiz call: end it (the voicemail drop comes with the voice runtime)."""
+async def _after_machine(request: Request, call: store.CallRow, secret: str) -> None:
+    """A machine answered a Vobiz call: transfer it to its voicemail document, or hang up.
+
+    Only the first delivery of the verdict acts (a duplicate would restart the message).
+    """
     if not call.provider_call_sid:
         return
     async with request.app.state.sessionmaker() as session:
-        phone_number_id = await session.scalar(
-            select(Call.phone_number_id).where(Call.id == call.id)
-        )
-        number = await session.get(PhoneNumber, phone_number_id) if phone_number_id else None
-    if number is None:
+        source = await voicemail.load(session, call.id)
+        number_id = source.phone_number_id if source is not None else None
+        number = await session.get(PhoneNumber, number_id) if number_id else None
+    if source is None or number is None:
         return
+    provider = request.app.state.carriers.for_number(number)
+    if isinstance(provider, vobiz.VobizProvider) and voicemail.message(source) is not None:
+        base = request.app.state.settings.resolved_public_base_url
+        url = f"{callback_base(base, 'vobiz', call.id, secret)}/voicemail"
+        try:
+            await provider.transfer(call.provider_call_sid, url)
+            return
+        except Exception as exc:  # leave no machine on the line: hang up instead
+            log.warning("voicemail transfer of %s failed, hanging up: %s", call.id, exc)
     try:
-        await request.app.state.carriers.for_number(number).hangup(call.provider_call_sid)
+        await provider.hangup(call.provider_call_sid)
     except Exception as exc:  # the hangup callback, or the reaper, still ends the call
         log.warning("hang-up of %s failed: %s", call.id, exc)
+
+
+async def machine_twiml(request: Request, call: store.CallRow) -> str:
+    """Twilio's answer for a machine: the voicemail after the greeting, or just a hang-up."""
+    message = None
+    if twilio.after_the_beep((await _form(request)).get("AnsweredBy")):
+        message = await _voicemail_of(request, call.id)
+    return voicemail.twiml(message)
+
+
+async def voicemail_vobiz_xml(request: Request, call: store.CallRow) -> str:
+    """The document a transferred Vobiz machine call plays; a hang-up for anything else."""
+    message = None
+    if call.answered_by == Verdict.MACHINE and call.status == CallState.IN_PROGRESS:
+        message = await _voicemail_of(request, call.id)
+    return voicemail.vobiz_xml(message)
+
+
+async def _voicemail_of(request: Request, call_id: str) -> voicemail.Voicemail | None:
+    async with request.app.state.sessionmaker() as session:
+        source = await voicemail.load(session, call_id)
+    return voicemail.message(source) if source is not None else None
 
 
 def _media_url(request: Request, provider: str) -> str:
@@ -241,9 +286,8 @@ def _media_url(request: Request, provider: str) -> str:
 
 
 def answer_twiml(request: Request, call: store.CallRow, secret: str) -> str:
-    """Machines get a hang-up; people get the media stream (parameters, as Twilio drops queries)."""
-    if call.answered_by == Verdict.MACHINE:
-        return '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>'
+    """People get the media stream (the call's id and secret as parameters: Twilio drops
+    query strings)."""
     from twilio.twiml.voice_response import Connect, VoiceResponse
 
     response = VoiceResponse()

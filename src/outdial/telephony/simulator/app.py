@@ -99,6 +99,8 @@ async def twilio_update(account_sid: str, sid: str, request: Request) -> Respons
     form = await request.form()
     if form.get("Status") in ("completed", "canceled") and not _carrier(request).hang_up(sid):
         return _twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+    if form.get("Twiml") and not _carrier(request).redirect(sid, str(form.get("Twiml"))):
+        return _twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
     return JSONResponse({"sid": sid, "status": call.state})
 
 
@@ -147,6 +149,25 @@ async def vobiz_hangup(auth_id: str, uuid: str, request: Request) -> Response:
     return Response(status_code=204 if carrier.hang_up(uuid) else 404)
 
 
+@vobiz_router.post("/{uuid}/")
+async def vobiz_transfer(auth_id: str, uuid: str, request: Request) -> Response:
+    """Transfer a live call: its A-leg fetches new XML from `aleg_url`."""
+    carrier = _carrier(request)
+    if _refused(carrier, _vobiz_token(request, auth_id)):
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    body: dict[str, Any] = await request.json()
+    url = str(body.get("aleg_url") or "")
+    if body.get("legs", "aleg") != "aleg" or not url.startswith(("http://", "https://")):
+        return JSONResponse({"error": "aleg_url is required to transfer aleg"}, status_code=400)
+    call = carrier.calls.get(uuid)
+    if call is None or call.account != auth_id or not carrier.transfer(uuid, url):
+        return JSONResponse({"error": "call not found or not in progress"}, status_code=404)
+    return JSONResponse(
+        {"api_id": secrets.token_hex(8), "message": "call transferred", "call_uuid": uuid},
+        status_code=202,
+    )
+
+
 @vobiz_router.get("/{uuid}/")
 async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
     carrier = _carrier(request)
@@ -163,6 +184,27 @@ async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
 @control_router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
     return _carrier(request).seen.as_dict()
+
+
+@control_router.get("/calls/{sid}")
+async def call_details(sid: str, request: Request) -> Response:
+    """One call as the carrier saw it, with what the scripted caller said and heard."""
+    call = _carrier(request).calls.get(sid)
+    if call is None:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    conversation = call.conversation.as_dict() if call.conversation else None
+    return JSONResponse(
+        {
+            "sid": sid,
+            "state": call.state,
+            "fate": call.fate.value,
+            "to": call.to_number,
+            "duration": call.duration,
+            "conversation": conversation,
+            "voicemail": call.voicemail,
+            "transferred_to": call.transferred_to,
+        }
+    )
 
 
 @control_router.put("/scenario")

@@ -2,8 +2,10 @@
 
 Each call runs as one task: ring, then the fate the scenario drew (a human or a machine
 answers, nobody answers, busy, failure), sending the provider's callbacks over real HTTP,
-signed with the account's token. The carrier also watches what a carrier could see of the
-dialer's behaviour: live calls per caller number and overlapping calls to one person.
+signed with the account's token. A machine records what the service's documents say to it
+(a Twilio answer TwiML's `<Say>`; the `<Speak>` of the XML a Vobiz call is transferred to).
+The carrier also watches what a carrier could see of the dialer's behaviour: live calls per
+caller number and overlapping calls to one person.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from outdial.telephony import vobiz
+from outdial.telephony.simulator import caller
 from outdial.telephony.simulator.scenario import Dice, Fate, Scenario
+
+# A machine left alone keeps the line open this long (the service hangs up or transfers).
+MACHINE_LINGER_SECONDS = 3.0
 
 
 @dataclass
@@ -40,7 +46,13 @@ class SimCall:
     answered: float | None = None
     ended: float | None = None
     hangup: asyncio.Event = field(default_factory=asyncio.Event)
+    # The document the call is following is over: it was hung up, or transferred.
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    transfer_url: str | None = None
     sequence: int = 0
+    conversation: caller.Conversation | None = None
+    voicemail: str | None = None  # what a machine recorded
+    transferred_to: str | None = None  # the number a person's call was transferred to
 
     @property
     def live(self) -> bool:
@@ -149,6 +161,25 @@ class Carrier:
         if call is None or not call.live:
             return False
         call.hangup.set()
+        call.interrupted.set()
+        return True
+
+    def transfer(self, sid: str, url: str) -> bool:
+        """Vobiz: the answered call's A-leg follows the XML at `url` from now on."""
+        call = self.calls.get(sid)
+        if call is None or not call.live or call.state != "in-progress":
+            return False
+        call.transfer_url = url
+        call.interrupted.set()
+        return True
+
+    def redirect(self, sid: str, twiml: str) -> bool:
+        """Twilio: the answered call follows new TwiML (a `<Dial>` transfers the person)."""
+        call = self.calls.get(sid)
+        if call is None or not call.live or call.state != "in-progress":
+            return False
+        call.transferred_to = caller.dialed_of(twiml)
+        call.interrupted.set()
         return True
 
     async def close(self) -> None:
@@ -161,10 +192,12 @@ class Carrier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _wait(self, call: SimCall, seconds: float) -> bool:
-        """Sleep unless the call is hung up first; True when it was hung up."""
+    async def _wait(
+        self, call: SimCall, seconds: float, until: asyncio.Event | None = None
+    ) -> bool:
+        """Sleep unless the call is hung up (or `until` is set) first; True when it was."""
         try:
-            await asyncio.wait_for(call.hangup.wait(), timeout=seconds)
+            await asyncio.wait_for((until or call.hangup).wait(), timeout=seconds)
         except TimeoutError:
             return False
         return True
@@ -211,7 +244,13 @@ class Carrier:
         talk = call.talk_seconds
         if reply is not None and "<Hangup" in reply.text:
             talk = 0.0
-        await self._wait(call, talk)
+        if reply is not None and reply.status_code == 200 and call.fate is Fate.MACHINE:
+            call.voicemail = caller.spoken_of(reply.text)
+        stream = self._stream(reply)
+        if stream is not None:
+            await self._talk_on_stream(call, stream)
+        else:
+            await self._wait(call, talk)
         self._finish(call, "completed")
         await self._twilio_status(call, "completed", {"CallDuration": str(call.duration)})
 
@@ -265,9 +304,12 @@ class Carrier:
 
     async def _vobiz_talk(self, call: SimCall) -> None:
         call.state, call.answered = "in-progress", time.monotonic()
-        await self._send(
+        reply = await self._send(
             call, call.urls["answer"], self._vobiz_params(call, "StartApp", "in-progress")
         )
+        # Vobiz opens the stream on answer; its machine verdict may come while it is open.
+        stream = self._stream(reply)
+        talking = asyncio.ensure_future(self._talk_on_stream(call, stream)) if stream else None
         machine = "true" if call.fate is Fate.MACHINE else "false"
         self._deliver(
             call,
@@ -276,8 +318,43 @@ class Carrier:
                 call, "MachineDetection", "in-progress", Machine=machine, IfMachine="continue"
             ),
         )
-        await self._wait(call, call.talk_seconds if machine == "false" else 1.0)
+        if talking is not None:
+            await talking
+        if talking is None or machine == "true":
+            linger = call.talk_seconds if machine == "false" else MACHINE_LINGER_SECONDS
+            await self._wait(call, linger, call.interrupted)
+        if call.transfer_url is not None and not call.hangup.is_set():
+            await self._follow_transfer(call, call.transfer_url)
         await self._vobiz_hangup(call, "4000", "NORMAL_CLEARING", "completed")
+
+    async def _follow_transfer(self, call: SimCall, url: str) -> None:
+        """Fetch the XML the call was transferred to (signed like every callback); a machine
+        records what it says. Its `<Wait>` takes no time here, and `<Hangup/>` (or the end of
+        the document) ends the call."""
+        reply = await self._send(call, url, self._vobiz_params(call, "Transfer", "in-progress"))
+        if reply is not None and reply.status_code == 200 and call.fate is Fate.MACHINE:
+            call.voicemail = caller.spoken_of(reply.text)
+        elif reply is not None and reply.status_code == 200:
+            call.transferred_to = caller.dialed_of(reply.text)
+
+    # The scripted caller -------------------------------------------------------------------
+
+    def _stream(self, reply: httpx.Response | None) -> caller.Stream | None:
+        """The stream to join, when the scenario has a caller script and the document asks."""
+        if self.scenario.caller_script is None or reply is None or reply.status_code != 200:
+            return None
+        return caller.stream_of(reply.text)
+
+    async def _talk_on_stream(self, call: SimCall, stream: caller.Stream) -> None:
+        call.conversation = caller.Conversation(stream="connecting")
+        call.conversation = await caller.converse(
+            call.dialect,
+            stream,
+            call.sid,
+            call.account,
+            list(self.scenario.caller_script or []),
+            call.interrupted,
+        )
 
     def _vobiz_params(self, call: SimCall, event: str, status: str, **extra: str) -> dict[str, str]:
         return {

@@ -36,6 +36,12 @@ class Scenario(BaseModel):
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
+    caller_script: list[str] | None = Field(
+        default=None,
+        description="When set, a person who answers joins the answer document's media stream, "
+        "says these lines one by one (waiting for each answer) and hangs up; `talk_seconds` "
+        "is then unused. None keeps calls silent (the dialer benchmark's zero talk time).",
+    )
     seed: int = 0
 
 

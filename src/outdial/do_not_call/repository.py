@@ -1,0 +1,122 @@
+"""Do-not-call rows, and the one statement that finds the numbers a claim must not dial."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Executable, Select, Table, delete, func, literal, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from outdial.database import dialect_insert
+from outdial.models import Call, DoNotCallEntry
+
+entries = cast(Table, DoNotCallEntry.__table__)
+calls = cast(Table, Call.__table__)
+DAY = timedelta(hours=24)
+_CHUNK = 5_000  # rows per INSERT: 5 parameters each stays under both backends' limits
+
+
+async def insert(
+    session: AsyncSession,
+    user_id: str,
+    rows: Sequence[tuple[str, str | None]],
+    source: str,
+    now: datetime,
+    call_id: str | None = None,
+) -> set[str]:
+    """Add (number, reason) rows; a number already listed keeps its entry. The numbers added."""
+    added: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        values = [
+            {
+                "user_id": user_id,
+                "phone_number": number,
+                "reason": reason,
+                "source": source,
+                "call_id": call_id,
+                "created_at": now,
+            }
+            for number, reason in rows[start : start + _CHUNK]
+        ]
+        statement = (
+            dialect_insert(session, entries)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["user_id", "phone_number"])
+            .returning(entries.c.phone_number)
+        )
+        added.update((await session.scalars(statement)).all())
+    return added
+
+
+async def get(session: AsyncSession, user_id: str, number: str) -> DoNotCallEntry | None:
+    return await session.get(DoNotCallEntry, (user_id, number))
+
+
+async def remove(session: AsyncSession, user_id: str, number: str) -> bool:
+    result = await session.execute(
+        delete(entries).where(entries.c.user_id == user_id, entries.c.phone_number == number)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def listing(user_id: str) -> Select[Any]:
+    return select(DoNotCallEntry).where(DoNotCallEntry.user_id == user_id)
+
+
+def _counted_calls(user_id: str, numbers: Sequence[str], since: datetime) -> Any:
+    """An account's calls to `numbers` since `since` that count against the daily cap.
+
+    A call counts unless it never reached the provider (given back before its dial:
+    `canceled` without a dial time). Range scan on ix_calls_user_number_created.
+    """
+    return (
+        calls.c.user_id == user_id,
+        calls.c.to_number.in_(numbers),
+        calls.c.created_at > since,
+        or_(calls.c.dial_started_at.is_not(None), calls.c.status != "canceled"),
+    )
+
+
+def blocked_query(
+    user_id: str, numbers: Sequence[str], now: datetime, daily_cap: int | None
+) -> Executable:
+    """BLOCKED: (number, "dnc" | "daily_cap") for the numbers that must not be dialed.
+
+    Both halves are index lookups: the list's primary key (user, number), and the calls'
+    (user, to_number, created_at) over the last 24 hours; one round trip for both.
+    """
+    listed = select(entries.c.phone_number, literal("dnc")).where(
+        entries.c.user_id == user_id, entries.c.phone_number.in_(numbers)
+    )
+    if not daily_cap:
+        return listed
+    capped = (
+        select(calls.c.to_number, literal("daily_cap"))
+        .where(*_counted_calls(user_id, numbers, now - DAY))
+        .group_by(calls.c.to_number)
+        .having(func.count() >= daily_cap)
+    )
+    return union_all(listed, capped)
+
+
+async def blocked(
+    session: AsyncSession,
+    user_id: str,
+    numbers: Sequence[str],
+    now: datetime,
+    daily_cap: int | None,
+) -> list[tuple[str, str]]:
+    rows = await session.execute(blocked_query(user_id, numbers, now, daily_cap))
+    return [(number, reason) for number, reason in rows.all()]
+
+
+async def recent_call_times(
+    session: AsyncSession, user_id: str, numbers: Sequence[str], now: datetime
+) -> list[tuple[str, datetime]]:
+    """(number, created_at) of the counted calls to `numbers` in the last 24 hours."""
+    query = select(calls.c.to_number, calls.c.created_at).where(
+        *_counted_calls(user_id, numbers, now - DAY)
+    )
+    return [(number, created) for number, created in (await session.execute(query)).all()]

@@ -1,0 +1,1 @@
+"""The pre-dial check: the account's own URL, asked right before each campaign dial."""

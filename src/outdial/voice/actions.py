@@ -1,0 +1,209 @@
+"""What the assistant can do to the call itself: its tools, and hanging up on silence.
+
+The call's LLM is given function tools (Pipecat function calling, so a real LLM decides
+when to use them, from their descriptions):
+
+| Tool | Offered | Does |
+|---|---|---|
+| `opt_out` | always | lists the number as do-not-call, says a goodbye, ends the call |
+| `hang_up` | `call_actions.enabled` and `allow_hangup` | says a goodbye, ends the call |
+| `transfer` | `enabled`, `allow_transfer`, `transfer_number` | a hold line, then a cold transfer |
+
+With `call_actions.auto_hangup_silence_seconds` (and `enabled`), the assistant ends the call
+when the person has said nothing for that long after the assistant stopped speaking.
+
+Ending a call from inside the conversation names the reason first (the first reason given
+wins, so the socket closing afterwards does not count as the caller hanging up), then queues
+the goodbye and an `EndFrame` at the pipeline's source: the output transport plays the
+queued audio before it stops and closes the socket. The provider hang-up follows the end of
+the pipeline (`voice/media.py`), because a Vobiz call kept alive (`keepCallAlive`) outlives
+its stream. A transfer waits for its hold line to play, asks the provider to transfer (which
+ends the stream there), then ends the pipeline; a transfer that fails hangs up instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import EndFrame, FunctionCallResultProperties, TTSSpeakFrame
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.services.llm_service import FunctionCallParams
+
+log = logging.getLogger("outdial.voice")
+
+OPT_OUT = "opt_out"
+HANG_UP = "hang_up"
+TRANSFER = "transfer"
+ASSISTANT_HUNG_UP = "assistant_hung_up"
+SILENCE_TIMEOUT = "silence_timeout"
+TRANSFERRED = "transferred"
+# Conversations the assistant ended: the provider is asked to hang the call up.
+ENDED_BY_ASSISTANT = frozenset({ASSISTANT_HUNG_UP, SILENCE_TIMEOUT})
+
+OPT_OUT_GOODBYE = "Understood, we will not call you again. Goodbye!"
+HANG_UP_GOODBYE = "Thank you for your time. Goodbye!"
+SILENCE_GOODBYE = "I can't hear anyone, so I will end the call now. Goodbye!"
+TRANSFER_HOLD = "Please hold while I transfer your call."
+TRANSFER_FAILED = "Sorry, I could not transfer your call. Goodbye!"
+HOLD_PLAY_SECONDS = 15.0  # the hold line has played by then, or the transfer goes ahead
+
+OPT_OUT_DESCRIPTION = (
+    "Call this when the person asks not to be called again (for example: stop calling me, "
+    "do not call me, remove me from your list). It removes their number from all future "
+    "calls and ends the call with a short goodbye, which is spoken for you: say nothing else."
+)
+HANG_UP_DESCRIPTION = (
+    "Call this to end the call when the conversation is over, for example when the person "
+    "says goodbye. A short goodbye is spoken for you: say nothing else."
+)
+
+TRANSFER_DESCRIPTION = (
+    "Call this when the person asks to speak to a human, or when the conversation needs "
+    "someone else. It connects them to a colleague; a short hold line is spoken for you: "
+    "say nothing else."
+)
+
+# Puts the call's number on the do-not-call list; True when it was not listed yet.
+OptOut = Callable[[], Awaitable[bool]]
+# Has the provider connect the person to the transfer number; True when it accepted.
+Transfer = Callable[[], Awaitable[bool]]
+
+
+class Ends(Protocol):
+    """The conversation, as far as ending it goes (`pipeline.Conversation`)."""
+
+    ended_reason: str | None
+
+    def end(self, reason: str) -> None: ...
+
+
+def tools(config: dict[str, Any], *, transfer: bool = False) -> ToolsSchema:
+    """The tools a call's LLM is offered, from its resolved configuration."""
+    actions = config["call_actions"]
+    offered = [FunctionSchema(OPT_OUT, OPT_OUT_DESCRIPTION, properties={}, required=[])]
+    if actions["enabled"] and actions["allow_hangup"]:
+        description = HANG_UP_DESCRIPTION
+        triggers = [t.strip() for t in actions.get("hangup_triggers") or [] if t.strip()]
+        if triggers:
+            description += " Also call it when the person says: " + "; ".join(triggers) + "."
+        offered.append(FunctionSchema(HANG_UP, description, properties={}, required=[]))
+    if transfer:
+        description = TRANSFER_DESCRIPTION
+        triggers = [t.strip() for t in actions.get("transfer_triggers") or [] if t.strip()]
+        if triggers:
+            description += " Also call it when the person says: " + "; ".join(triggers) + "."
+        offered.append(FunctionSchema(TRANSFER, description, properties={}, required=[]))
+    return ToolsSchema(standard_tools=offered)
+
+
+def silence_seconds(config: dict[str, Any]) -> float:
+    """Seconds of silence from the person after which the assistant hangs up (0: never)."""
+    actions = config["call_actions"]
+    seconds = actions.get("auto_hangup_silence_seconds")
+    return float(seconds) if actions["enabled"] and seconds else 0.0
+
+
+class Ending:
+    """Ends the conversation from inside: a reason, a goodbye, then the end of the pipeline."""
+
+    def __init__(self, worker: PipelineWorker, conversation: Ends) -> None:
+        self._worker = worker
+        self._conversation = conversation
+        self.reason: str | None = None
+        self._bot_spoke = False
+        self._played: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._kept: list[asyncio.Future[Any]] = []
+
+    async def __call__(self, reason: str, goodbye: str) -> None:
+        if self._begin(reason):
+            await self._worker.queue_frames([TTSSpeakFrame(goodbye), EndFrame()])
+
+    def transfer(self, transfer: Transfer) -> None:
+        """Say the hold line, let the provider transfer the call, end the pipeline (in a task
+        of its own: a tool handler is cancelled when the person speaks)."""
+        if self._begin(TRANSFERRED):
+            self._task = asyncio.create_task(self._transfer(transfer))
+
+    def keep(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Work that must finish even when the call ends under it (`close` waits for it)."""
+        future = asyncio.ensure_future(work)
+        self._kept.append(future)
+        return future
+
+    async def close(self) -> None:
+        """The pipeline has ended: a transfer still waiting is abandoned, kept work finishes."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._kept, return_exceptions=True)
+
+    async def _transfer(self, transfer: Transfer) -> None:
+        self._played, self._bot_spoke = asyncio.Event(), False
+        await self._worker.queue_frames([TTSSpeakFrame(TRANSFER_HOLD)])
+        try:
+            await asyncio.wait_for(self._played.wait(), HOLD_PLAY_SECONDS)
+        except TimeoutError:
+            log.warning("the hold line did not finish playing; transferring anyway")
+        transferred = False
+        try:
+            transferred = await transfer()
+        except Exception:
+            log.exception("the transfer failed")
+        if transferred:
+            await self._worker.queue_frames([EndFrame()])
+            return
+        self.reason = self._conversation.ended_reason = ASSISTANT_HUNG_UP
+        await self._worker.queue_frames([TTSSpeakFrame(TRANSFER_FAILED), EndFrame()])
+
+    def bot_started(self) -> None:
+        self._bot_spoke = True
+
+    def bot_stopped(self) -> None:
+        """The assistant's audio stopped: a hold line waiting to play has played."""
+        if self._played is not None and self._bot_spoke:
+            self._played.set()
+
+    def _begin(self, reason: str) -> bool:
+        if self.reason is not None or self._conversation.ended_reason is not None:
+            return False
+        self.reason = reason
+        self._conversation.end(reason)
+        return True
+
+
+def register(
+    llm: Any, ending: Ending, opt_out: OptOut | None, transfer: Transfer | None = None
+) -> None:
+    """Give the LLM service the tools' handlers (`tools` says which are offered)."""
+    done = FunctionCallResultProperties(run_llm=False)
+
+    async def opt_out_tool(params: FunctionCallParams) -> None:
+        listed = False
+        try:
+            # Shielded: Pipecat cancels a tool handler when the person speaks or hangs up,
+            # and the opt-out must be stored all the same.
+            if opt_out is not None:
+                listed = await asyncio.shield(ending.keep(opt_out()))
+        except Exception:  # the goodbye and the hang-up still happen
+            log.exception("the opt-out could not be stored")
+        await params.result_callback({"opted_out": True, "newly_listed": listed}, properties=done)
+        await ending(ASSISTANT_HUNG_UP, OPT_OUT_GOODBYE)
+
+    async def hang_up_tool(params: FunctionCallParams) -> None:
+        await params.result_callback({"hung_up": True}, properties=done)
+        await ending(ASSISTANT_HUNG_UP, HANG_UP_GOODBYE)
+
+    async def transfer_tool(params: FunctionCallParams) -> None:
+        await params.result_callback({"transferring": transfer is not None}, properties=done)
+        if transfer is not None:
+            ending.transfer(transfer)
+
+    llm.register_function(OPT_OUT, opt_out_tool)
+    llm.register_function(HANG_UP, hang_up_tool)
+    llm.register_function(TRANSFER, transfer_tool)

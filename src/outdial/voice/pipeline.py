@@ -1,0 +1,338 @@
+"""One call's conversation: the Pipecat pipeline over the provider's media WebSocket.
+
+    websocket → serializer → STT → user aggregator (Silero VAD, turn strategies) → LLM
+              → TTS → websocket (serializer) → speaking watcher → assistant aggregator
+
+The aggregators' turn events make the transcript; the time from the end of a user turn to
+the assistant's first audio is the turn's latency. The conversation ends when the caller
+goes away (provider `stop`, socket closed) or the assistant ends it (its tools, silence:
+`voice/actions.py`), and returns what happened; storing it is the caller's business
+(`voice/service.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import WebSocket
+
+with warnings.catch_warnings():
+    # Pipecat imports audioop (deprecated in 3.11, gone in 3.13, where it uses audioop-lts).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from loguru import logger as pipecat_logger
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.frames.frames import (
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        Frame,
+        LLMTextFrame,
+        TTSSpeakFrame,
+    )
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import (
+        LLMContextAggregatorPair,
+        LLMUserAggregatorParams,
+    )
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.serializers.base_serializer import FrameSerializer
+    from pipecat.transports.websocket.fastapi import (
+        FastAPIWebsocketParams,
+        FastAPIWebsocketTransport,
+    )
+    from pipecat.turns.user_start import (
+        TranscriptionUserTurnStartStrategy,
+        VADUserTurnStartStrategy,
+    )
+    from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+    from pipecat.turns.user_turn_strategies import UserTurnStrategies
+    from pipecat.workers.runner import WorkerRunner
+
+from outdial.voice import actions
+from outdial.voice.fakes import SAMPLE_RATE
+from outdial.voice.providers import Services
+
+log = logging.getLogger("outdial.voice")
+
+# speech_settings.responsiveness → seconds of quiet after the caller's last words before
+# the turn is theirs no more (Pipecat's SpeechTimeoutUserTurnStopStrategy).
+END_OF_TURN_SECONDS = {"instant": 0.3, "balanced": 0.6, "relaxed": 1.2}
+SESSION_TIMEOUT_SECONDS = 4 * 3600  # Vobiz's and Twilio's default call time limit
+
+
+def _forward_pipecat_logs() -> None:
+    """Pipecat logs through loguru at DEBUG to stderr; send warnings and worse to `logging`."""
+    if getattr(_forward_pipecat_logs, "done", False):
+        return
+    pipecat_logger.remove()
+    pipecat_logger.add(
+        lambda message: logging.getLogger("pipecat").log(
+            message.record["level"].no, message.record["message"]
+        ),
+        level="WARNING",
+        format="{message}",
+    )
+    _forward_pipecat_logs.done = True  # type: ignore[attr-defined]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utc(stamp: str) -> str:
+    """Pipecat's ISO timestamps (`+00:00`), in the API's form (`Z`)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return utc_now()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Conversation:
+    """What one conversation produced; times are ISO 8601 UTC."""
+
+    started_at: str = field(default_factory=utc_now)
+    ended_at: str | None = None
+    ended_reason: str | None = None
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    per_turn_latency: list[dict[str, Any]] = field(default_factory=list)
+    _turn_ended: float | None = None
+    _started: float = field(default_factory=time.monotonic)
+    _speaking: list[str] = field(default_factory=list)  # assistant text played, turn not closed
+    _speaking_since: str | None = None
+
+    def speaking(self, text: str, *, whole: bool) -> None:
+        """Text handed to the TTS: a whole utterance, or a piece of a streamed LLM answer."""
+        if not self._speaking:
+            self._speaking_since = utc_now()
+        self._speaking.append(f" {text} " if whole else text)
+
+    def said(self, role: str, text: str | None, started_at: str, **extra: Any) -> None:
+        if role == "assistant":
+            # An assistant turn closes what was handed to the TTS. A turn cut off before its
+            # first sentence had played comes empty: keep the words it was saying. (An empty
+            # turn that was not cut off, an answer that only called a tool, leaves them to
+            # the turn that speaks them.)
+            empty = not (text and text.strip())
+            if empty and not extra.get("interrupted"):
+                return
+            pending = " ".join("".join(self._speaking).split())
+            since, self._speaking, self._speaking_since = self._speaking_since, [], None
+            if empty and pending:
+                text, started_at = pending, since or started_at
+                extra = {**extra, "interrupted": True}
+        if text and text.strip():
+            entry = {"role": role, "text": text.strip(), "started_at": _utc(started_at)}
+            self.transcript.append({**entry, "ended_at": utc_now(), **extra})
+
+    def user_turn_ended(self) -> None:
+        self._turn_ended = time.monotonic()
+
+    def bot_started(self) -> None:
+        if self._turn_ended is not None:
+            latency = round((time.monotonic() - self._turn_ended) * 1000)
+            self.per_turn_latency.append({"turn": len(self.per_turn_latency) + 1, "ms": latency})
+            self._turn_ended = None
+
+    def end(self, reason: str) -> None:
+        if self.ended_reason is None:
+            self.ended_reason = reason
+            self.ended_at = utc_now()
+
+    def close(self) -> None:
+        """Keep what the assistant was saying when the call ended: a turn cut off by the end
+        of the call may have no turn event (marked interrupted; it may not all have played)."""
+        if self._speaking:
+            self.said("assistant", None, utc_now(), interrupted=True)
+
+    @property
+    def seconds(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    def count(self, role: str) -> int:
+        return sum(1 for turn in self.transcript if turn["role"] == role)
+
+
+class SpeakingWatcher(FrameProcessor):
+    """Notes when the assistant's audio starts leaving (per-turn latency) and stops (a hold
+    line before a transfer has played)."""
+
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__()
+        self.conversation = conversation
+        self.ending: actions.Ending | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self.conversation.bot_started()
+            if self.ending is not None:
+                self.ending.bot_started()
+        elif isinstance(frame, BotStoppedSpeakingFrame) and self.ending is not None:
+            self.ending.bot_stopped()
+        await self.push_frame(frame, direction)
+
+
+class SpeechQueueWatcher(FrameProcessor):
+    """Notes the text handed to the TTS (the TTS passes a sentence's text on only once its
+    audio has played, so a call cut off mid-sentence would otherwise lose it)."""
+
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__()
+        self.conversation = conversation
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, TTSSpeakFrame):
+                self.conversation.speaking(frame.text, whole=True)
+            elif isinstance(frame, LLMTextFrame):
+                self.conversation.speaking(frame.text, whole=False)
+        await self.push_frame(frame, direction)
+
+
+def turn_strategies(speech: dict[str, Any]) -> UserTurnStrategies:
+    """speech_settings → Pipecat's turn rules (the mapping is in docs/voice.md)."""
+    barge_in = speech.get("interruptions", "on") == "on"
+    timeout = END_OF_TURN_SECONDS.get(speech.get("responsiveness", "balanced"), 0.6)
+    return UserTurnStrategies(
+        start=[
+            VADUserTurnStartStrategy(enable_interruptions=barge_in),
+            TranscriptionUserTurnStartStrategy(enable_interruptions=barge_in),
+        ],
+        stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=timeout)],
+    )
+
+
+@dataclass
+class Conversing:
+    """A built pipeline, ready to run."""
+
+    worker: PipelineWorker
+    context: LLMContext
+    conversation: Conversation
+    ending: actions.Ending
+
+
+def build(
+    websocket: WebSocket,
+    serializer: FrameSerializer,
+    config: dict[str, Any],
+    services: Services,
+    opt_out: actions.OptOut | None = None,
+    transfer: actions.Transfer | None = None,
+) -> Conversing:
+    """The call's pipeline. `opt_out` stores the person's opt-out (the `opt_out` tool);
+    `transfer`, when given, offers the `transfer` tool and has the provider transfer."""
+    _forward_pipecat_logs()
+    conversation = Conversation()
+    transport = FastAPIWebsocketTransport(
+        websocket,
+        FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            add_wav_header=False,
+            serializer=serializer,
+            session_timeout=SESSION_TIMEOUT_SECONDS,
+        ),
+    )
+    context = LLMContext(
+        [{"role": "system", "content": config["system_prompt"]}],
+        tools=actions.tools(config, transfer=transfer is not None),
+    )
+    aggregators = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(sample_rate=SAMPLE_RATE),
+            user_turn_strategies=turn_strategies(config["speech_settings"]),
+            user_idle_timeout=actions.silence_seconds(config),
+        ),
+    )
+    speaking = SpeakingWatcher(conversation)
+    pipeline = Pipeline(
+        [
+            transport.input(),
+            services.stt,
+            aggregators.user(),
+            services.llm,
+            SpeechQueueWatcher(conversation),
+            services.tts,
+            transport.output(),
+            speaking,
+            aggregators.assistant(),
+        ]
+    )
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
+        enable_rtvi=False,
+        idle_timeout_secs=None,
+    )
+    ending = speaking.ending = actions.Ending(worker, conversation)
+    actions.register(services.llm, ending, opt_out, transfer)
+    _wire_events(transport, aggregators, worker, conversation, config)
+
+    @aggregators.user().event_handler("on_user_turn_idle")
+    async def silent(_aggregator: Any) -> None:
+        await ending(actions.SILENCE_TIMEOUT, actions.SILENCE_GOODBYE)
+
+    return Conversing(worker, context, conversation, ending)
+
+
+def _wire_events(
+    transport: FastAPIWebsocketTransport,
+    aggregators: LLMContextAggregatorPair,
+    worker: PipelineWorker,
+    conversation: Conversation,
+    config: dict[str, Any],
+) -> None:
+    @transport.event_handler("on_client_connected")
+    async def greet(_transport: Any, _websocket: Any) -> None:
+        opening = config.get("opening_message") or ""
+        if config.get("assistant_speaks_first", True) and opening.strip():
+            await worker.queue_frames([TTSSpeakFrame(opening)])
+
+    @transport.event_handler("on_client_disconnected")
+    async def gone(_transport: Any, _websocket: Any) -> None:
+        conversation.end("customer_hung_up")
+        await worker.cancel()
+
+    @transport.event_handler("on_session_timeout")
+    async def too_long(_transport: Any, _websocket: Any) -> None:
+        conversation.end("time_limit")
+        await worker.cancel()
+
+    @aggregators.user().event_handler("on_user_turn_stopped")
+    async def user_said(_aggregator: Any, _strategy: Any, message: Any) -> None:
+        conversation.user_turn_ended()
+        conversation.said("user", message.content, message.timestamp)
+
+    @aggregators.assistant().event_handler("on_assistant_turn_stopped")
+    async def assistant_said(_aggregator: Any, message: Any) -> None:
+        conversation.said(
+            "assistant", message.content, message.timestamp, interrupted=message.interrupted
+        )
+
+
+async def run(conversing: Conversing) -> Conversation:
+    """Run the conversation until it ends; a failure ends it with reason `error`."""
+    try:
+        runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+        await runner.add_workers(conversing.worker)
+        await runner.run()
+    except Exception:
+        log.exception("the conversation failed")
+        conversing.conversation.end("error")
+    await conversing.ending.close()
+    conversing.conversation.end("pipeline_ended")
+    conversing.conversation.close()
+    return conversing.conversation

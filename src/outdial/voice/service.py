@@ -1,0 +1,147 @@
+"""Voice runtime steps that touch the database, each in its own short transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from outdial.database import write_transaction
+from outdial.dialer import control
+from outdial.do_not_call import service as do_not_call
+from outdial.models import Call
+from outdial.telephony.registry import Carriers
+from outdial.voice import repository
+from outdial.voice.config import resolve
+
+if TYPE_CHECKING:
+    from outdial.voice.pipeline import Conversation
+
+log = logging.getLogger("outdial.voice")
+
+SUMMARY_TIMEOUT_SECONDS = 30.0
+FINAL_STATUS_WAIT_SECONDS = 30.0
+FINAL_STATUS_POLL_SECONDS = 0.25
+
+
+async def resolve_call(session: AsyncSession, call_id: str) -> dict[str, Any] | None:
+    """The call's resolved configuration, read only (None: no such call)."""
+    call = await session.get(Call, call_id)
+    if call is None:
+        return None
+    return resolve(await repository.call_context(session, call))
+
+
+async def resolve_for_call(session: AsyncSession, call_id: str) -> dict[str, Any] | None:
+    """Resolve the call's configuration and store it on the call."""
+    config = await resolve_call(session, call_id)
+    if config is not None:
+        await repository.store_config(session, call_id, config)
+    return config
+
+
+async def opt_out(sessionmaker: async_sessionmaker[AsyncSession], call_id: str) -> bool:
+    """The person opted out during the call: list the number for the call's account.
+
+    True when the number was not listed yet. The call's outcome is left to its end.
+    """
+    async with write_transaction(sessionmaker) as session:
+        call = await session.get(Call, call_id)
+        if call is None:
+            return False
+        return await do_not_call.add_opt_out(session, call.user_id, call.to_number, call_id=call.id)
+
+
+async def hang_up(
+    sessionmaker: async_sessionmaker[AsyncSession], carriers: Carriers, call_id: str
+) -> bool:
+    """The assistant ended the conversation: have the provider end the call (its final
+    callback finalises it, as for any call). False when there was nothing to hang up."""
+    return bool(await control.hang_up(sessionmaker, carriers, [call_id]))
+
+
+async def summarise(
+    llm: Any, transcript: list[dict[str, Any]], config: dict[str, Any]
+) -> str | None:
+    """The call summary: the call's LLM, `call_summary.prompt` as the instruction, the
+    transcript as the conversation. None when it fails or takes over 30 s."""
+    from pipecat.processors.aggregators.llm_context import LLMContext
+
+    context = LLMContext([{"role": turn["role"], "content": turn["text"]} for turn in transcript])
+    prompt = config["call_summary"]["prompt"]
+    try:
+        async with asyncio.timeout(SUMMARY_TIMEOUT_SECONDS):
+            summary = await llm.run_inference(context, system_instruction=prompt)
+    except Exception as exc:  # a summary is worth having, not worth failing the call for
+        log.warning("summary failed: %s", exc)
+        return None
+    return summary.strip() if summary else None
+
+
+async def record(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    call_id: str,
+    conversation: Conversation,
+    summary: str | None,
+) -> None:
+    """Store the conversation on the call, then name what ended it once the call has ended."""
+    async with write_transaction(sessionmaker) as session:
+        await repository.store_conversation(
+            session,
+            call_id,
+            transcript=conversation.transcript,
+            user_messages=conversation.count("user"),
+            agent_messages=conversation.count("assistant"),
+            summary=summary,
+            per_turn_latency=conversation.per_turn_latency,
+            latency_metrics=_latency_metrics(conversation),
+        )
+    await refine_ended_reason(sessionmaker, call_id, conversation.ended_reason or "completed")
+
+
+async def record_failure(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, detail: str
+) -> None:
+    async with write_transaction(sessionmaker) as session:
+        await repository.store_conversation(
+            session, call_id, latency_metrics={"error": detail[:500]}
+        )
+    await refine_ended_reason(sessionmaker, call_id, "error")
+
+
+async def refine_ended_reason(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, reason: str
+) -> None:
+    """The provider's final callback ends the call as `completed`; say what ended the talk.
+
+    The callback usually arrives just after the stream closes, so this waits for it (a
+    bounded poll); a call that never ends here keeps the dialer's reason.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINAL_STATUS_WAIT_SECONDS
+    while True:
+        async with sessionmaker() as session:
+            status = await repository.status_of(session, call_id)
+        if status is None:
+            return
+        if status in repository.FINAL:
+            async with write_transaction(sessionmaker) as session:
+                await repository.refine_ended_reason(session, call_id, reason)
+            return
+        if loop.time() >= deadline:
+            return
+        await asyncio.sleep(FINAL_STATUS_POLL_SECONDS)
+
+
+def _latency_metrics(conversation: Conversation) -> dict[str, Any]:
+    latencies = sorted(turn["ms"] for turn in conversation.per_turn_latency)
+    metrics: dict[str, Any] = {
+        "conversation_seconds": conversation.seconds,
+        "turns": len(latencies),
+    }
+    if latencies:
+        metrics["turn_latency_ms_median"] = latencies[len(latencies) // 2]
+        metrics["turn_latency_ms_max"] = latencies[-1]
+    return metrics

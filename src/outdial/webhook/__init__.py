@@ -1,0 +1,1 @@
+"""Lifecycle webhooks: endpoints an account registers, the outbox, and signed delivery."""

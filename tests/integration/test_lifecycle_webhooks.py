@@ -1,0 +1,292 @@
+"""Webhook endpoints (register, read, delete; the secret shown once and sealed at rest) and the
+outbox: lifecycle changes queue their events in their own transaction, and only then.
+
+No deliverer runs here (the session app has OUTDIAL_WEBHOOKS off): what is checked is what the
+outbox holds, through the delivery log. Sending is in test_webhook_delivery.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Table, func, select, update
+from tests.support import Tenant
+
+from outdial.database import write_transaction
+from outdial.ids import new_id
+from outdial.models import Call, CampaignRecipient, WebhookEndpoint, WebhookEvent, utcnow
+from outdial.webhook import events
+
+HOOK = "http://127.0.0.1:9/hooks"  # never sent to: no deliverer runs in these tests
+FAR_FUTURE = "2190-01-01T00:00:00Z"
+ANN = "+14155550101"
+
+
+async def register(tenant: Tenant, **fields: Any) -> dict[str, Any]:
+    return await tenant.ok("POST", "/webhooks", json={"url": HOOK, **fields})
+
+
+async def logged(tenant: Tenant, webhook_id: str, **params: Any) -> list[dict[str, Any]]:
+    """The endpoint's deliveries, oldest first."""
+    response = await tenant.get(
+        f"/webhooks/{webhook_id}/deliveries", params={"limit": 500, **params}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-total-count"] == str(len(response.json()))
+    return list(reversed(response.json()))
+
+
+async def stored_events(app: FastAPI, user_id: str) -> int:
+    async with app.state.sessionmaker() as session:
+        query = (
+            select(func.count()).select_from(WebhookEvent).where(WebhookEvent.user_id == user_id)
+        )
+        return int(await session.scalar(query) or 0)
+
+
+async def test_an_endpoint_shows_its_secret_once_and_keeps_it_sealed(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    created = await register(tenant, events=["campaign.completed"], description="CRM sync")
+    secret = created.pop("secret")
+    assert secret.startswith("whsec_") and len(secret) > 40
+    assert created["id"].startswith("wh_") and created["url"] == HOOK
+    assert created["events"] == ["campaign.completed"] and created["description"] == "CRM sync"
+
+    shown = await tenant.ok("GET", f"/webhooks/{created['id']}")
+    assert shown == created
+    listing = await tenant.get("/webhooks")
+    assert listing.json() == [created] and listing.headers["x-total-count"] == "1"
+    assert secret not in listing.text
+    async with app.state.sessionmaker() as session:
+        row = await session.get(WebhookEndpoint, created["id"])
+    assert row is not None and secret.encode() not in row.secret
+    assert app.state.credential_box.open(row.secret) == {"secret": secret}
+
+    everything = await register(tenant)
+    assert everything["events"] is None and everything["secret"] != secret
+
+    assert (await tenant.request("DELETE", f"/webhooks/{created['id']}")).status_code == 204
+    for method in ("GET", "DELETE"):
+        gone = await tenant.request(method, f"/webhooks/{created['id']}")
+        assert (gone.status_code, gone.json()) == (404, {"detail": "Webhook not found"})
+    assert [w["id"] for w in await tenant.ok("GET", "/webhooks")] == [everything["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"url": "ftp://example.com/x"}, ["body", "url"]),
+        ({"url": "example.com/hooks"}, ["body", "url"]),
+        ({"url": "https://"}, ["body", "url"]),
+        ({"url": "https://exa mple.com/"}, ["body", "url"]),
+        ({"url": "https://example.com:port/"}, ["body", "url"]),
+        ({"url": "http://xn--a.example/"}, ["body", "url"]),
+        ({"url": "http://\u00ad.example/"}, ["body", "url"]),
+        ({"url": HOOK, "events": ["call.exploded"]}, ["body", "events", 0]),
+        ({"url": HOOK, "events": []}, ["body", "events"]),
+        ({"url": HOOK, "events": ["call.ended", "call.ended"]}, ["body", "events"]),
+        ({"url": HOOK, "secret": "mine"}, ["body", "secret"]),
+        ({}, ["body", "url"]),
+    ],
+)
+async def test_a_bad_endpoint_is_a_422(
+    tenant: Tenant, body: dict[str, Any], loc: list[Any]
+) -> None:
+    response = await tenant.post("/webhooks", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+    assert await tenant.ok("GET", "/webhooks") == []
+
+
+async def test_lifecycle_actions_queue_their_events_and_refused_ones_queue_nothing(
+    tenant: Tenant,
+) -> None:
+    everything = await register(tenant)
+    completions = await register(tenant, events=["campaign.completed"])
+    calls_only = await register(tenant, events=["call.ended"])
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": ANN, "metadata": {"name": "Ann"}}],
+        scheduleStartTime=FAR_FUTURE,
+    )
+    path = f"/campaign/{campaign['id']}"
+    steps = [("pause", 409), ("start", 200), ("pause", 200), ("pause", 409), ("start", 409)]
+    steps += [("resume", 200), ("resume", 409), ("stop", 200), ("stop", 409), ("resume", 409)]
+    for action, status in steps:
+        response = await tenant.post(f"{path}/{action}")
+        assert response.status_code == status, (action, response.text)
+
+    sent = await logged(tenant, everything["id"])
+    assert [d["event"]["type"] for d in sent] == [
+        "campaign.started",
+        "campaign.paused",
+        "campaign.resumed",
+        "campaign.completed",
+    ]
+    started, paused, _resumed, completed = (d["event"] for d in sent)
+    assert started["data"]["campaign_id"] == campaign["id"]
+    assert started["data"]["status"] == "running" and started["data"]["started_at"]
+    assert started["data"]["counts"]["pending"] == 1 and started["data"]["counts"]["total"] == 1
+    assert paused["data"]["status"] == "paused"
+    assert completed["data"]["status"] == "completed"
+    assert completed["data"]["ended_reason"] == "stopped" and completed["data"]["completed_at"]
+    assert completed["data"]["counts"]["cancelled"] == 1
+    assert completed["data"]["counts"]["pending"] == 0
+    for delivery in sent:
+        assert delivery["id"].startswith("whd_") and delivery["event"]["id"].startswith("evt_")
+        assert delivery["status"] == "pending" and delivery["attempts"] == []
+        assert delivery["next_attempt_at"] and delivery["delivered_at"] is None
+
+    only = await logged(tenant, completions["id"])
+    assert [d["event"] for d in only] == [completed]  # the same event, id included
+    assert await logged(tenant, calls_only["id"]) == []
+    assert await logged(tenant, everything["id"], status="succeeded") == []
+
+
+async def test_a_refused_start_queues_nothing(app: FastAPI, tenant: Tenant) -> None:
+    hook = await register(tenant)
+    empty = await tenant.campaign()
+    assert (await tenant.post(f"/campaign/{empty['id']}/start")).status_code == 409
+    broken = await tenant.campaign(
+        assistant_id=empty["assistant_id"],
+        phone_number_id=empty["phone_number_id"],
+        recipient_list_id=(await tenant.recipient_list(f"phone_number\n{ANN}\n"))["id"],
+        opening_message_template="Hi {{ name }}",  # the list's row has no name: start fails
+    )
+    assert (await tenant.post(f"/campaign/{broken['id']}/start")).status_code == 422
+    assert (await tenant.ok("GET", f"/campaign/{broken['id']}"))["status"] == "draft"
+    assert await logged(tenant, hook["id"]) == []
+    assert await stored_events(app, tenant.user_id) == 0
+
+
+async def test_without_a_matching_endpoint_nothing_is_stored(app: FastAPI, tenant: Tenant) -> None:
+    await register(tenant, events=["recipient.final"])
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": ANN}], scheduleStartTime=FAR_FUTURE
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/stop")
+    assert await stored_events(app, tenant.user_id) == 0
+
+
+async def test_an_event_is_rolled_back_with_its_transaction(app: FastAPI, tenant: Tenant) -> None:
+    hook = await register(tenant)
+    with pytest.raises(RuntimeError):
+        async with write_transaction(app.state.sessionmaker) as session:
+            assert await events.emit(session, tenant.user_id, "campaign.started", {"n": 1})
+            raise RuntimeError("the change failed after its event was queued")
+    assert await logged(tenant, hook["id"]) == []
+    assert await stored_events(app, tenant.user_id) == 0
+    with pytest.raises(ValueError, match="unknown event type"):
+        async with app.state.sessionmaker() as session:
+            await events.emit(session, tenant.user_id, "campaign.exploded", {})
+
+
+async def test_call_and_recipient_events_carry_what_a_crm_needs(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    everything = await register(tenant)
+    ended_only = await register(tenant, events=["call.ended"])
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": ANN, "metadata": {"name": "Ann"}}]
+    )
+    now = utcnow()
+    async with write_transaction(app.state.sessionmaker) as session:
+        recipient = (
+            await session.scalars(
+                select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign["id"])
+            )
+        ).one()
+        call = Call(
+            id=new_id("call"),
+            user_id=tenant.user_id,
+            campaign_id=campaign["id"],
+            recipient_id=recipient.id,
+            attempt=1,
+            provider="twilio",
+            to_number=ANN,
+            from_number="+14155550123",
+            status="initiated",
+            provider_call_sid="CA123",
+            started_at=now - timedelta(seconds=50),
+            created_at=now - timedelta(seconds=55),
+        )
+        session.add(call)
+        await session.flush()
+        await events.emit_call(session, call.id, "call.started")
+        # The dialer ends calls with Core statements: the session's copy of the call is stale.
+        calls = cast(Table, Call.__table__)
+        await session.execute(
+            update(calls)
+            .where(calls.c.id == call.id)
+            .values(
+                status="completed",
+                answered_by="human",
+                answered_at=now - timedelta(seconds=42),
+                ended_at=now,
+                duration_seconds=42,
+                summary="Renewal confirmed.",
+            )
+        )
+        await events.emit_call(session, call.id, "call.ended")
+        # ORM changes not flushed yet (the sessions do not autoflush) are seen too.
+        recipient.status, recipient.attempts = "completed", 1
+        recipient.last_outcome, recipient.last_call_id = "completed", call.id
+        await events.emit_recipient_final(session, recipient.id)
+
+    sent = [d["event"] for d in await logged(tenant, everything["id"])]
+    assert [e["type"] for e in sent] == ["call.started", "call.ended", "recipient.final"]
+    started, ended, final = (e["data"] for e in sent)
+    assert started["call_id"] == call.id and started["status"] == "initiated"
+    assert started["recipient_id"] == f"rcp_{recipient.id}" and started["to_number"] == ANN
+    assert "outcome" not in started
+    base = app.state.settings.resolved_public_base_url
+    assert ended["outcome"] == "completed" and ended["duration_seconds"] == 42
+    assert ended["summary"] == "Renewal confirmed." and ended["answered_by"] == "human"
+    assert ended["transcript_url"] == f"{base}/calls/{call.id}"
+    assert ended["ended_at"].endswith("Z")
+    assert final == {
+        "campaign_id": campaign["id"],
+        "recipient_id": f"rcp_{recipient.id}",
+        "phone_number": ANN,
+        "status": "completed",
+        "status_reason": None,
+        "attempts": 1,
+        "last_outcome": "completed",
+        "last_call_id": call.id,
+        "metadata": {"name": "Ann"},
+    }
+    assert [d["event"]["type"] for d in await logged(tenant, ended_only["id"])] == ["call.ended"]
+
+
+async def test_a_batch_of_final_recipients_is_queued_at_once(app: FastAPI, tenant: Tenant) -> None:
+    people = [{"phone_number": f"+1415555010{n}", "metadata": {"n": n}} for n in range(3)]
+    campaign = await tenant.campaign(recipients=people)
+    async with write_transaction(app.state.sessionmaker) as session:
+        nobody = await events.emit_recipients_final(session, tenant.user_id, [1, 2])
+    assert nobody == []  # no endpoint: nothing stored
+    hook = await register(tenant, events=["recipient.final"])
+    async with write_transaction(app.state.sessionmaker) as session:
+        recipients = (
+            await session.scalars(
+                select(CampaignRecipient)
+                .where(CampaignRecipient.campaign_id == campaign["id"])
+                .order_by(CampaignRecipient.position)
+            )
+        ).all()
+        for recipient in recipients[:2]:
+            recipient.status, recipient.status_reason = "skipped", "dnc"
+        queued = await events.emit_recipients_final(
+            session, tenant.user_id, [r.id for r in recipients[:2]]
+        )
+        assert await events.emit_recipients_final(session, tenant.user_id, []) == []
+    sent = [d["event"] for d in await logged(tenant, hook["id"])]
+    assert sorted(e["id"] for e in sent) == sorted(queued) and len(queued) == 2
+    assert sorted((e["data"]["phone_number"], e["data"]["status"]) for e in sent) == [
+        ("+14155550100", "skipped"),
+        ("+14155550101", "skipped"),
+    ]
+    assert {e["data"]["status_reason"] for e in sent} == {"dnc"}

@@ -1,0 +1,199 @@
+"""The assistant acts on the call: the person opts out, the assistant hangs up, silence.
+
+End to end: the dialer, the simulator's scripted caller, the real pipeline with the fake
+services (the fake LLM calls a tool when the person asks to stop being called or says
+goodbye), and the provider's hang-up through the simulated carrier. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
+from tests.support import Tenant
+
+from outdial.models import Call
+from outdial.voice import actions
+
+PERSON = "+14155550177"
+OPENING = "Hi Ann, this is Ava about your renewal."
+
+
+async def run_campaign(
+    tenant: Tenant, provider: str, number_id: str | None = None, **assistant: Any
+) -> dict[str, Any]:
+    if number_id is None:
+        number_id = (await tenant.phone_number(provider=provider, calls_per_second=100))["id"]
+    made = await tenant.assistant(system_instruction="You sell renewals.", **assistant)
+    campaign = await tenant.campaign(
+        assistant_id=made["id"],
+        phone_number_id=number_id,
+        channel=provider,
+        opening_message_template="Hi {{ name }}, this is Ava about your renewal.",
+        recipients=[{"phone_number": PERSON, "metadata": {"name": "Ann"}}],
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 60)
+    return campaign
+
+
+async def ended_call(tenant: Tenant, campaign_id: str, reason: str) -> dict[str, Any]:
+    """The campaign's one call, once its conversation is stored and its end named."""
+
+    async def stored() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign_id})
+        call = await tenant.ok("GET", f"/calls/{calls[0]['id']}")
+        return call if call["summary"] and call["ended_reason"] == reason else None
+
+    return dict(await wait_for(stored, timeout=30))
+
+
+async def heard_by_caller(service: Service, sid: str) -> dict[str, Any]:
+    response = await service.http.get(f"/_simulator/_sim/calls/{sid}")
+    return dict(response.json()["conversation"])
+
+
+async def hung_up_through_provider(service: Service, call_id: str) -> bool:
+    async with service.app.state.sessionmaker() as session:
+        call = await session.get(Call, call_id)
+    assert call is not None
+    return bool(call.hangup_requested)
+
+
+def spoken(call: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(turn["role"], turn["text"]) for turn in call["transcript"]]
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_an_opt_out_lists_the_number_and_no_campaign_dials_it_again(
+    service: Service, provider: str
+) -> None:
+    script = ["Please stop calling me", "Are you still there?"]
+    await service.scenario(**HUMANS_ONLY, caller_script=script)
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, provider)
+    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", "Please stop calling me"),
+        ("assistant", actions.OPT_OUT_GOODBYE),
+    ]
+    heard = await heard_by_caller(service, call["provider_call_sid"])
+    assert heard["said"] == script[:1]  # the call ended before the caller's next line
+    assert heard["heard"] == [OPENING, actions.OPT_OUT_GOODBYE]
+    # The person's outcome is the call's: answered and completed, not "skipped".
+    recipients = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
+    assert recipients[0]["status"] == "completed"
+
+    (entry,) = await tenant.ok("GET", "/do-not-call")
+    assert entry["phone_number"] == PERSON
+    assert entry["source"] == "opt_out" and entry["call_id"] == call["id"]
+
+    dialed_before = (await service.observed())["created"]
+    later = await run_campaign(tenant, provider, campaign["phone_number_id"])
+    (row,) = await tenant.ok("GET", f"/campaign/{later['id']}/recipients")
+    assert row["status"] == "skipped" and row["status_reason"] == "dnc"
+    assert row["attempts"] == 0 and row["last_call_id"] is None
+    assert (await service.observed())["created"] == dialed_before
+
+
+async def test_an_opt_out_is_honoured_with_call_actions_off(service: Service) -> None:
+    """Opting out is always possible: it is the person's right, not an assistant feature."""
+    await service.scenario(**HUMANS_ONLY, caller_script=["Do not call me again"])
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, "twilio", call_actions={"enabled": False})
+    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+    assert spoken(call)[-1] == ("assistant", actions.OPT_OUT_GOODBYE)
+    (entry,) = await tenant.ok("GET", "/do-not-call")
+    assert entry["call_id"] == call["id"]
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_the_assistant_hangs_up_after_a_goodbye(service: Service, provider: str) -> None:
+    script = ["Goodbye", "Hello? Are you there?"]
+    await service.scenario(**HUMANS_ONLY, caller_script=script)
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, provider)
+    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", "Goodbye"),
+        ("assistant", actions.HANG_UP_GOODBYE),
+    ]
+    heard = await heard_by_caller(service, call["provider_call_sid"])
+    assert heard["said"] == ["Goodbye"] and heard["heard"] == [OPENING, actions.HANG_UP_GOODBYE]
+    assert call["status"] == "completed"
+    assert await hung_up_through_provider(service, call["id"])
+    assert await tenant.ok("GET", "/do-not-call") == []
+
+
+async def test_without_the_hang_up_tool_the_person_hangs_up(service: Service) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Goodbye"])
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, "twilio", call_actions={"allow_hangup": False})
+    call = await ended_call(tenant, campaign["id"], "customer_hung_up")
+    assert spoken(call)[-1] == ("assistant", "Thank you for your time. Goodbye!")
+    assert not await hung_up_through_provider(service, call["id"])
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_the_assistant_hangs_up_on_silence(service: Service, provider: str) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Hello", "(silence 20)"])
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, provider, call_actions={"auto_hangup_silence_seconds": 5})
+    call = await ended_call(tenant, campaign["id"], "silence_timeout")
+
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", "Hello"),
+        ("assistant", "Thanks, I heard: Hello."),
+        ("assistant", actions.SILENCE_GOODBYE),
+    ]
+    goodbye = call["transcript"][-1]
+    heard = await heard_by_caller(service, call["provider_call_sid"])
+    assert heard["heard"][-1] == actions.SILENCE_GOODBYE
+    assert call["duration_seconds"] < 15  # hung up well before the caller's silence ended
+    assert goodbye["started_at"] > call["transcript"][-2]["ended_at"]
+
+
+TRANSFER_TO = "+14155550999"
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_the_assistant_transfers_the_person_through_the_provider(
+    service: Service, provider: str
+) -> None:
+    script = ["Can you transfer me to someone?", "Hello?"]
+    await service.scenario(**HUMANS_ONLY, caller_script=script)
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, provider, call_actions={"transfer_number": TRANSFER_TO})
+    call = await ended_call(tenant, campaign["id"], "transferred")
+
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", script[0]),
+        ("assistant", actions.TRANSFER_HOLD),
+    ]
+    response = await service.http.get(f"/_simulator/_sim/calls/{call['provider_call_sid']}")
+    seen = response.json()
+    assert seen["transferred_to"] == TRANSFER_TO
+    assert seen["conversation"]["heard"] == [OPENING, actions.TRANSFER_HOLD]
+    assert seen["conversation"]["said"] == script[:1]
+    assert not await hung_up_through_provider(service, call["id"])
+
+
+async def test_no_transfer_without_a_transfer_number(service: Service) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Can you transfer me to someone?"])
+    tenant = await service.tenant()
+    campaign = await run_campaign(tenant, "twilio")
+    call = await ended_call(tenant, campaign["id"], "customer_hung_up")
+    assert spoken(call)[-1] == ("assistant", "Thanks, I heard: Can you transfer me to someone.")
+    response = await service.http.get(f"/_simulator/_sim/calls/{call['provider_call_sid']}")
+    assert response.json()["transferred_to"] is None
+
+
+async def test_the_vobiz_transfer_document_needs_the_calls_secret(service: Service) -> None:
+    response = await service.http.post("/telephony/transfer/call_doesnotexist/nope")
+    assert response.status_code == 403

@@ -1,0 +1,249 @@
+"""Who may open a call's media stream: the right secret, once, for a person on the line.
+
+Streams are opened here by the simulator's caller against calls written straight into the
+database with a known secret (the dialer never reveals one). A refused stream changes
+nothing on its call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from tests.dialing import Service, wait_for
+
+from outdial.database import write_transaction
+from outdial.ids import new_id
+from outdial.models import Call, CallEvent
+from outdial.telephony.simulator import caller
+
+SECRET = "s3cret-for-this-call"
+
+
+async def live_call(
+    service: Service, provider: str, assistant_fields: Any = None, **fields: Any
+) -> str:
+    tenant = await service.tenant()
+    assistant = await tenant.assistant(
+        **{"first_message": "Hello, this is Ava.", **(assistant_fields or {})}
+    )
+    values: dict[str, Any] = {
+        "id": new_id("call"),
+        "user_id": tenant.user_id,
+        "assistant_id": assistant["id"],
+        "provider": provider,
+        "to_number": "+14155550190",
+        "status": "in_progress",
+        "answered_by": "human",
+        "secret_hash": hashlib.sha256(SECRET.encode()).hexdigest(),
+    }
+    values.update(fields)
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        session.add(Call(**values))
+    return str(values["id"])
+
+
+def stream(service: Service, provider: str, call_id: str, secret: str) -> caller.Stream:
+    base = service.base_url.replace("http://", "ws://") + f"/telephony/{provider}/media"
+    if provider == "twilio":
+        return caller.Stream(base, {"call_id": call_id, "secret": secret})
+    return caller.Stream(f"{base}/{call_id}/{secret}")
+
+
+async def talk(
+    service: Service, provider: str, call_id: str, secret: str = SECRET, script: Any = ()
+) -> caller.Conversation:
+    return await caller.converse(
+        provider,
+        stream(service, provider, call_id, secret),
+        "CA0123",
+        "AC0123",
+        list(script),
+        asyncio.Event(),
+    )
+
+
+async def provider_ends(service: Service, call_id: str) -> None:
+    """What the provider's final callback does (the voice runtime waits for it)."""
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        call = await session.get(Call, call_id)
+        assert call is not None
+        call.status, call.ended_reason = "completed", "completed"
+
+
+async def snapshot(service: Service, call_id: str) -> tuple[Any, ...]:
+    async with service.app.state.sessionmaker() as session:
+        call = await session.get(Call, call_id)
+        events = await session.scalar(
+            select(func.count()).select_from(CallEvent).where(CallEvent.call_id == call_id)
+        )
+    assert call is not None
+    return (call.updated_at, call.assistant_config, call.transcript, call.status, events)
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_wrong_secret_is_refused_and_changes_nothing(
+    service: Service, provider: str
+) -> None:
+    call_id = await live_call(service, provider)
+    before = await snapshot(service, call_id)
+    heard = await talk(service, provider, call_id, secret="not-the-secret")
+    assert heard.stream == "refused" and heard.heard == []
+    other = await live_call(service, "vobiz" if provider == "twilio" else "twilio")
+    assert (await talk(service, provider, other)).stream == "refused"  # other provider's call
+    assert (await talk(service, provider, "call_doesnotexist")).stream == "refused"
+    assert await snapshot(service, call_id) == before
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_the_right_secret_talks_once(service: Service, provider: str) -> None:
+    call_id = await live_call(service, provider)
+    first = await talk(service, provider, call_id, script=["Hi there"])
+    assert first.stream == "connected"
+    assert " ".join(first.heard) == "Hello, this is Ava. Thanks, I heard: Hi there."
+
+    async def stored() -> Any:
+        async with service.app.state.sessionmaker() as session:
+            call = await session.get(Call, call_id)
+        return call if call is not None and call.summary else None
+
+    call = await wait_for(stored, timeout=15)
+    await provider_ends(service, call_id)
+    assert call.user_messages == 1 and call.agent_messages == 2
+    assert call.assistant_config["opening_message"] == "Hello, this is Ava."
+    before = await snapshot(service, call_id)
+    again = await talk(service, provider, call_id, script=["Me again"])
+    assert again.stream == "refused" and again.heard == []
+    assert await snapshot(service, call_id) == before
+
+
+@pytest.mark.parametrize(
+    ("provider", "fields"),
+    [
+        ("twilio", {"answered_by": "machine"}),
+        ("vobiz", {"answered_by": "machine"}),
+        ("twilio", {"status": "ringing", "answered_by": None}),
+        ("twilio", {"status": "completed"}),
+    ],
+)
+async def test_no_stream_without_a_person_on_the_line(
+    service: Service, provider: str, fields: dict[str, Any]
+) -> None:
+    call_id = await live_call(service, provider, **fields)
+    before = await snapshot(service, call_id)
+    heard = await talk(service, provider, call_id, script=["Anyone there?"])
+    assert heard.stream == "refused" and heard.heard == []
+    assert await snapshot(service, call_id) == before
+
+
+async def test_vobiz_waits_for_the_verdict_before_speaking(service: Service) -> None:
+    """Vobiz opens the stream before its machine verdict: the assistant waits for it."""
+    call_id = await live_call(service, "vobiz", answered_by=None)
+
+    async def verdict_after(seconds: float, which: str, verdict: str) -> None:
+        await asyncio.sleep(seconds)
+        async with write_transaction(service.app.state.sessionmaker) as session:
+            call = await session.get(Call, which)
+            assert call is not None
+            call.answered_by = verdict
+
+    machine = asyncio.create_task(verdict_after(0.5, call_id, "machine"))
+    heard = await talk(service, "vobiz", call_id, script=["Beep"])
+    await machine
+    assert heard.stream == "refused" and heard.heard == []
+
+    person = await live_call(service, "vobiz", answered_by=None, to_number="+14155550191")
+    human = asyncio.create_task(verdict_after(0.5, person, "human"))
+    started = asyncio.get_running_loop().time()
+    heard = await talk(service, "vobiz", person, script=["Hello?"])
+    await human
+    assert heard.stream == "connected"
+    assert heard.heard == ["Hello, this is Ava.", "Thanks, I heard: Hello."]
+    # The verdict, not the end of the detection window (11 s here), let the assistant speak.
+    assert asyncio.get_running_loop().time() - started < 8
+    await provider_ends(service, person)
+
+
+LONG_OPENING = "Hello, this is Ava calling about your renewal. " * 6  # ~2.8 s of speech
+
+
+@pytest.mark.parametrize("interruptions", ["on", "off"])
+async def test_barge_in_follows_the_interruptions_setting(
+    service: Service, interruptions: str
+) -> None:
+    """The caller speaks over the opening: with interruptions on, the queued audio is
+    cleared and the opening is cut short; with them off, it plays to the end."""
+    call_id = await live_call(
+        service,
+        "twilio",
+        {"first_message": LONG_OPENING, "speech_settings": {"interruptions": interruptions}},
+    )
+    from websockets.asyncio.client import connect
+
+    conversation = caller.Conversation()
+    url = stream(service, "twilio", call_id, SECRET)
+    async with connect(url.url) as socket:
+        line = caller.Line(socket, "twilio", "MZ1")
+        for message in caller.start_messages("twilio", url, "CA1", "AC1", "MZ1"):
+            await line.send_json(message)
+        tasks = [asyncio.create_task(line.pace()), asyncio.create_task(line.listen(conversation))]
+        await wait_for(lambda: _heard_something(conversation), timeout=10, every=0.02)
+        line.speak("Sorry, can I stop you there?")  # barely a second into the opening
+        await line.answered(conversation, 1, 10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    full = len(LONG_OPENING) * 0.01
+    if interruptions == "on":
+        assert conversation.clears >= 1
+        assert conversation.heard[-1] == "Thanks, I heard: Sorry, can I stop you there."
+        opening_audio = conversation.audio_seconds - len(conversation.heard[-1]) * 0.01
+        assert opening_audio < full - 0.5
+    else:
+        assert conversation.clears == 0
+        assert conversation.audio_seconds >= full
+    await provider_ends(service, call_id)
+
+
+async def _heard_something(conversation: caller.Conversation) -> bool:
+    return bool(conversation.heard)
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_caller_hanging_up_mid_sentence_ends_the_conversation_cleanly(
+    service: Service, provider: str
+) -> None:
+    call_id = await live_call(service, provider, {"first_message": LONG_OPENING})
+    from websockets.asyncio.client import connect
+
+    conversation = caller.Conversation()
+    url = stream(service, provider, call_id, SECRET)
+    async with connect(url.url) as socket:
+        line = caller.Line(socket, provider, "S1")
+        for message in caller.start_messages(provider, url, "CA1", "AC1", "S1"):
+            await line.send_json(message)
+        listening = asyncio.create_task(line.listen(conversation))
+        await wait_for(lambda: _heard_something(conversation), timeout=10, every=0.02)
+        listening.cancel()  # hang up while the assistant is still talking
+        await asyncio.gather(listening, return_exceptions=True)
+
+    async def stored() -> Any:
+        async with service.app.state.sessionmaker() as session:
+            call = await session.get(Call, call_id)
+        return call if call is not None and call.summary else None
+
+    call = await wait_for(stored, timeout=15)
+    assert call.agent_messages == 1 and call.user_messages == 0
+    assert call.transcript[0]["role"] == "assistant"
+    assert call.summary == "The assistant spoke 1 time(s); the person said nothing."
+    await provider_ends(service, call_id)
+
+    async def refined() -> Any:
+        async with service.app.state.sessionmaker() as session:
+            ended = await session.get(Call, call_id)
+        return ended if ended is not None and ended.ended_reason == "customer_hung_up" else None
+
+    await wait_for(refined, timeout=5)
