@@ -17,6 +17,7 @@ from outdial.auth.dependencies import require_all_credentials
 from outdial.auth.rate_limit import RateLimiter, RateLimitHeaders
 from outdial.call.endpoints import router as call_router
 from outdial.campaign.endpoints import router as campaign_router
+from outdial.chat.endpoints import router as chat_router
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.do_not_call.endpoints import router as do_not_call_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         phone_number_router,
         assistant_router,
         call_router,
+        chat_router,
         do_not_call_router,
         webhook_router,
         pre_dial_router,

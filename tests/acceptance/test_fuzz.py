@@ -143,11 +143,13 @@ def seed_resources(http: httpx.Client, prefix: str) -> dict[str, str]:
             "recipients": [{"phone_number": "+14155550103", "metadata": {"name": "Cy"}}],
         },
     )
+    chat = ok("POST", "/chat", json={"assistant_id": assistant["id"], "input": "hello"})
     return {
         "assistant_id": assistant["id"],
         "phone_number_id": number["id"],
         "recipient_list_id": listing["id"],
         "campaign_id": campaign["id"],
+        "session_id": chat["session_id"],
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from tests.support import TWILIO_SID, Tenant
 
 from outdial.app import create_app
+from outdial.call import recording
 from outdial.config import Settings
 from outdial.ids import new_id
 from outdial.models import Call
@@ -68,11 +70,13 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/assistants/{assistant_id}"): Probe("spare_assistant"),
     ("GET", "/calls/{call_id}"): Probe("call"),
     ("PATCH", "/calls/{call_id}"): Probe("call", json={"label": "stolen"}),
+    ("GET", "/calls/{call_id}/recording"): Probe("recorded_call"),
     ("GET", "/do-not-call/{phone_number}"): Probe("dnc_number"),
     ("DELETE", "/do-not-call/{phone_number}"): Probe("dnc_number"),
     ("GET", "/webhooks/{webhook_id}"): Probe("webhook"),
     ("DELETE", "/webhooks/{webhook_id}"): Probe("spare_webhook"),
     ("GET", "/webhooks/{webhook_id}/deliveries"): Probe("webhook"),
+    ("GET", "/chat/{session_id}"): Probe("chat_session"),
 }
 
 LISTS = ("/campaign", "/assistants", "/phone-numbers", "/recipient-lists", "/calls", "/webhooks")
@@ -116,10 +120,12 @@ class World:
             *(f"/phone-numbers/{self.ids[k]}" for k in ("phone_number", "spare_phone_number")),
             *(f"/assistants/{self.ids[k]}" for k in ("assistant", "spare_assistant")),
             f"/calls/{self.ids['call']}",
+            f"/calls/{self.ids['recorded_call']}",
             "/do-not-call",
             f"/do-not-call/{self.ids['dnc_number']}",
             *(f"/webhooks/{self.ids[k]}" for k in ("webhook", "spare_webhook")),
             f"/webhooks/{self.ids['webhook']}/deliveries",
+            f"/chat/{self.ids['chat_session']}",
         ]
 
     async def snapshot(self) -> dict[str, Any]:
@@ -135,15 +141,29 @@ class World:
         return views
 
 
-async def insert_call(app: FastAPI, owner: Tenant, campaign_id: str, number: str) -> str:
+async def insert_call(
+    app: FastAPI, owner: Tenant, campaign_id: str, number: str, *, recorded: bool = False
+) -> str:
+    call_id = new_id("call")
+    if recorded:  # a second of silence, where the voice runtime files a recording
+        path = recording.file_path(
+            app.state.settings.data_dir, owner.user_id, call_id, "mono", "wav"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(bytes(16000))
     async with app.state.sessionmaker() as session, session.begin():
         call = Call(
-            id=new_id("call"),
+            id=call_id,
             user_id=owner.user_id,
             campaign_id=campaign_id,
             provider="twilio",
             to_number=number,
             status="completed",
+            recording_url=recording.url(call_id, "mono", "wav") if recorded else None,
         )
         session.add(call)
     return call.id
@@ -174,6 +194,11 @@ async def build_world(app: FastAPI, owner: Tenant) -> World:
         for action in actions:
             await owner.ok("POST", f"/campaign/{ids[f'{state}_campaign']}/{action}")
     ids["call"] = await insert_call(app, owner, ids["draft_campaign"], "+14155550101")
+    ids["recorded_call"] = await insert_call(
+        app, owner, ids["draft_campaign"], "+14155550102", recorded=True
+    )
+    chat = {"assistant_id": ids["assistant"], "input": "hello"}
+    ids["chat_session"] = (await owner.ok("POST", "/chat", json=chat))["session_id"]
     return world
 
 
@@ -287,6 +312,17 @@ async def test_a_single_call_refuses_another_users_references(
     real = victim.ids[key.removesuffix("_id")]
     await refused_like_unknown(tenant, "POST", "/calls", body, key, real)
     assert (await tenant.get("/calls")).json() == []
+
+
+@pytest.mark.parametrize("key", ["assistant_id", "session_id"])
+async def test_chat_refuses_another_users_references(
+    tenant: Tenant, victim: World, key: str
+) -> None:
+    body = {"assistant_id": (await tenant.assistant())["id"], "input": "hi"}
+    real = victim.ids["assistant" if key == "assistant_id" else "chat_session"]
+    before = await victim.snapshot()
+    await refused_like_unknown(tenant, "POST", "/chat", body, key, real)
+    assert await victim.snapshot() == before
 
 
 async def test_call_filter_on_another_users_campaign_finds_nothing(

@@ -180,7 +180,9 @@ async def test_the_assistant_transfers_the_person_through_the_provider(
     seen = response.json()
     assert seen["transferred_to"] == TRANSFER_TO
     assert seen["conversation"]["heard"] == [OPENING, actions.TRANSFER_HOLD]
-    assert seen["conversation"]["said"] == script[:1]
+    # A slow transfer may let the caller say its next line into the closing stream; the
+    # transcript above shows the assistant never took it as a turn.
+    assert seen["conversation"]["said"][:1] == script[:1]
     assert not await hung_up_through_provider(service, call["id"])
 
 

@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from outdial.auth.dependencies import Session, UserId
-from outdial.call import service
+from outdial.call import recording, service
 from outdial.call.schemas import Call, CallCreate, CallStatus, CallUpdate
 from outdial.database import write_transaction
 from outdial.dialer import control
 from outdial.dialer.sender import Sender
 from outdial.dialer.worker import dialer_settings
+from outdial.errors import NotFound
 from outdial.idempotency import service as idempotency_service
 from outdial.idempotency.dependencies import Idempotency
 from outdial.models import Call as CallRow
@@ -43,6 +45,44 @@ async def list_calls(
 @router.get("/{call_id}", response_model=Call)
 async def get_call(call_id: str, session: Session, user_id: UserId) -> Call:
     return to_schema(await service.get(session, user_id, call_id))
+
+
+@router.get(
+    "/{call_id}/recording",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The call's recording.",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in recording.MEDIA_TYPES.values()
+            },
+        },
+        404: {"description": "No such call, or it has no recording in that form."},
+    },
+)
+async def get_recording(
+    call_id: str,
+    request: Request,
+    session: Session,
+    user_id: UserId,
+    channels: Annotated[recording.Channels, Query()] = "mono",
+    format: Annotated[recording.Format, Query()] = "wav",
+) -> FileResponse:
+    """The call's audio: caller and assistant mixed (`mono`) or caller left, assistant right
+    (`stereo`), as WAV or MP3. Recorded when the call's assistant has `recording.enabled`;
+    the call's recording URLs point here."""
+    call = await service.get(session, user_id, call_id)
+    if getattr(call, recording.COLUMNS[(channels, format)]) is None:
+        raise NotFound("Recording")
+    data_dir = request.app.state.settings.data_dir
+    path = recording.file_path(data_dir, call.user_id, call.id, channels, format)
+    if not path.is_file():
+        raise NotFound("Recording")
+    suffix = "-stereo" if channels == "stereo" else ""
+    return FileResponse(
+        path, media_type=recording.MEDIA_TYPES[format], filename=f"{call.id}{suffix}.{format}"
+    )
 
 
 @router.post("", response_model=Call)

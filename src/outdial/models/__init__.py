@@ -5,6 +5,7 @@ from outdial.models.base import Base, utcnow
 from outdial.models.call import Call
 from outdial.models.call_event import CallEvent
 from outdial.models.campaign import Campaign, CampaignCount, CampaignRecipient
+from outdial.models.chat import ChatMessage, ChatSession
 from outdial.models.do_not_call import DoNotCallEntry
 from outdial.models.idempotency_key import IdempotencyKey
 from outdial.models.phone_number import PhoneNumber
@@ -22,6 +23,8 @@ __all__ = [
     "Campaign",
     "CampaignCount",
     "CampaignRecipient",
+    "ChatMessage",
+    "ChatSession",
     "DoNotCallEntry",
     "IdempotencyKey",
     "PhoneNumber",

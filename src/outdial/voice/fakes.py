@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import audioop
 import uuid
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Sequence
 from typing import Any
 
 from pipecat.frames.frames import (
@@ -74,6 +74,18 @@ def fake_reply(system_prompt: str, user_text: str) -> str:
     return f"Thanks, I heard: {said}."
 
 
+def fake_chat_reply(system_prompt: str, messages: Sequence[tuple[str, str]]) -> str:
+    """The fake assistant's answer in a text chat (`POST /chat`): `fake_reply` to the newest
+    user message, then what it was given, so tests can see it: the earlier user messages of
+    the history and the first line of its system prompt."""
+    said = [text.strip() for role, text in messages if role == "user"]
+    reply = fake_reply(system_prompt, said[-1] if said else "")
+    if len(said) > 1:
+        reply += " Earlier you said: " + " / ".join(said[:-1]) + "."
+    lines = system_prompt.strip().splitlines()
+    return reply + (f" My instructions: {lines[0]}" if lines else "")
+
+
 def fake_tool_call(user_text: str, offered: Collection[str]) -> str | None:
     """The tool the fake assistant calls for this turn, if any (only among those offered):
     `opt_out` when the person asks to stop being called, `transfer` when they ask for a
@@ -121,8 +133,9 @@ def _offered(context: LLMContext) -> set[str]:
 
 
 class FakeLLMService(LLMService):
-    """Answers each user turn with `fake_tool_call`'s tool, else `fake_reply`; summaries with
-    `fake_summary`."""
+    """Answers each user turn with `fake_tool_call`'s tool, else `fake_reply`; one-shot
+    inference with `fake_summary` when given an instruction (a call summary), else with
+    `fake_chat_reply` (a `POST /chat` turn)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(settings=_unset(LLMSettings, model="fake"), **kwargs)
@@ -165,12 +178,17 @@ class FakeLLMService(LLMService):
         system_instruction: str | None = None,
         response_schema: dict[str, Any] | None = None,
     ) -> str | None:
+        messages = [m for m in context.get_messages() if isinstance(m, dict)]
+        if system_instruction is None:  # a chat turn: the system prompt is in the context
+            system = next((_text_of(m) for m in messages if m.get("role") == "system"), "")
+            turns = [(str(m.get("role")), _text_of(m)) for m in messages]
+            return fake_chat_reply(system, turns)
         transcript = [
             {"role": m.get("role"), "text": _text_of(m)}
-            for m in context.get_messages()
-            if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+            for m in messages
+            if m.get("role") in ("user", "assistant")
         ]
-        return fake_summary(system_instruction or "", transcript)
+        return fake_summary(system_instruction, transcript)
 
 
 class FakeTTSService(TTSService):

@@ -223,7 +223,7 @@ async def converse(
     websocket: WebSocket, call_id: str, secret: str, config: dict[str, Any], serializer: Any
 ) -> None:
     """Run the conversation, then store what it produced."""
-    from outdial.voice import pipeline, transfer
+    from outdial.voice import pipeline, recorder, transfer
     from outdial.voice.actions import ENDED_BY_ASSISTANT
     from outdial.voice.providers import VoiceConfigError, services_for
 
@@ -245,10 +245,19 @@ async def converse(
         transfers = functools.partial(
             transfer.transfer, sessionmaker, carriers, base, call_id, secret, number
         )
-    conversing = pipeline.build(websocket, serializer, config, services, opt_out, transfers)
+    recording = None
+    if recorder.wanted(config):
+        async with sessionmaker() as session:
+            owner = await repository.owner_of(session, call_id)
+        if owner is not None:
+            recording = recorder.for_call(settings.data_dir, owner, call_id, config)
+    conversing = pipeline.build(
+        websocket, serializer, config, services, opt_out, transfers, recording
+    )
     conversation = await pipeline.run(conversing)
     if conversation.ended_reason in ENDED_BY_ASSISTANT:
         # The goodbye has played and the stream is closed; a Vobiz call kept alive is not.
         await voice_service.hang_up(sessionmaker, websocket.app.state.carriers, call_id)
+    recordings = await recording.finish() if recording is not None else {}
     summary = await voice_service.summarise(services.llm, conversation.transcript, config)
-    await voice_service.record(sessionmaker, call_id, conversation, summary)
+    await voice_service.record(sessionmaker, call_id, conversation, summary, recordings)

@@ -1,7 +1,7 @@
 """One call's conversation: the Pipecat pipeline over the provider's media WebSocket.
 
     websocket → serializer → STT → user aggregator (Silero VAD, turn strategies) → LLM
-              → TTS → websocket (serializer) → speaking watcher → assistant aggregator
+              → TTS → websocket (serializer) → [recorder] → speaking watcher → assistant aggregator
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -57,6 +57,7 @@ with warnings.catch_warnings():
 from outdial.voice import actions
 from outdial.voice.fakes import SAMPLE_RATE
 from outdial.voice.providers import Services
+from outdial.voice.recorder import Recorder
 
 log = logging.getLogger("outdial.voice")
 
@@ -221,6 +222,7 @@ class Conversing:
     context: LLMContext
     conversation: Conversation
     ending: actions.Ending
+    recorder: Recorder | None = None
 
 
 def build(
@@ -230,9 +232,11 @@ def build(
     services: Services,
     opt_out: actions.OptOut | None = None,
     transfer: actions.Transfer | None = None,
+    recorder: Recorder | None = None,
 ) -> Conversing:
     """The call's pipeline. `opt_out` stores the person's opt-out (the `opt_out` tool);
-    `transfer`, when given, offers the `transfer` tool and has the provider transfer."""
+    `transfer`, when given, offers the `transfer` tool and has the provider transfer;
+    `recorder`, when given, records both sides (`voice/recorder.py`)."""
     _forward_pipecat_logs()
     conversation = Conversation()
     transport = FastAPIWebsocketTransport(
@@ -267,6 +271,7 @@ def build(
             SpeechQueueWatcher(conversation),
             services.tts,
             transport.output(),
+            *([recorder.processor()] if recorder is not None else []),
             speaking,
             aggregators.assistant(),
         ]
@@ -285,7 +290,7 @@ def build(
     async def silent(_aggregator: Any) -> None:
         await ending(actions.SILENCE_TIMEOUT, actions.SILENCE_GOODBYE)
 
-    return Conversing(worker, context, conversation, ending)
+    return Conversing(worker, context, conversation, ending, recorder)
 
 
 def _wire_events(

@@ -145,12 +145,17 @@ def _pick(
     return factory(settings, config)
 
 
+def llm_for(settings: Settings, config: dict[str, Any]) -> Any:
+    """The LLM service a resolved configuration talks with (calls and `POST /chat`)."""
+    return _pick("llm", LLM, config["llm"]["llm_provider"], FakeLLMService, settings, config)
+
+
 def services_for(settings: Settings, config: dict[str, Any]) -> Services:
     """The three services a call's pipeline runs with."""
     return Services(
         stt=_pick(
             "stt", STT, config["transcriber"]["stt_provider"], FakeSTTService, settings, config
         ),
-        llm=_pick("llm", LLM, config["llm"]["llm_provider"], FakeLLMService, settings, config),
+        llm=llm_for(settings, config),
         tts=_pick("tts", TTS, config["voice"]["tts_provider"], FakeTTSService, settings, config),
     )

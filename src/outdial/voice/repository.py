@@ -1,8 +1,9 @@
 """The voice runtime's SQL: what a call needs to start talking, and what it leaves behind.
 
 Only conversation columns are written here (`assistant_config`, `transcript`, `summary`,
-message counts, latency figures). A call's status, its recipient and the campaign counters
-are finalised by the provider's callbacks (`dialer/store.py`), never by the voice runtime.
+message counts, latency figures, recording URLs). A call's status, its recipient and the
+campaign counters are finalised by the provider's callbacks (`dialer/store.py`), never by
+the voice runtime.
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ async def store_conversation(session: AsyncSession, call_id: str, **columns: Any
     await session.execute(
         update(Call).where(Call.id == call_id).values(updated_at=utcnow(), **columns)
     )
+
+
+async def owner_of(session: AsyncSession, call_id: str) -> str | None:
+    """The call's account (its recordings are filed under it)."""
+    return await session.scalar(select(Call.user_id).where(Call.id == call_id))
 
 
 async def status_of(session: AsyncSession, call_id: str) -> str | None:

@@ -85,8 +85,10 @@ async def record(
     call_id: str,
     conversation: Conversation,
     summary: str | None,
+    recordings: dict[str, str | None] | None = None,
 ) -> None:
-    """Store the conversation on the call, then name what ended it once the call has ended."""
+    """Store the conversation (and the recording URLs, when recorded) on the call, then name
+    what ended it once the call has ended."""
     async with write_transaction(sessionmaker) as session:
         await repository.store_conversation(
             session,
@@ -97,6 +99,7 @@ async def record(
             summary=summary,
             per_turn_latency=conversation.per_turn_latency,
             latency_metrics=_latency_metrics(conversation),
+            **(recordings or {}),
         )
     await refine_ended_reason(sessionmaker, call_id, conversation.ended_reason or "completed")
 

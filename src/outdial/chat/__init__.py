@@ -1,0 +1,1 @@
+"""`POST /chat`: a text conversation with an assistant, kept server-side in sessions."""
