@@ -10,48 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
-from tests.support import Tenant
+from tests.dialing import HUMANS_ONLY, Service
+from tests.voice import OPENING, PERSON, heard_by_caller, talk_campaign, the_call
 
 from outdial.models import Call
 from outdial.voice import actions
-
-PERSON = "+14155550177"
-OPENING = "Hi Ann, this is Ava about your renewal."
-
-
-async def run_campaign(
-    tenant: Tenant, provider: str, number_id: str | None = None, **assistant: Any
-) -> dict[str, Any]:
-    if number_id is None:
-        number_id = (await tenant.phone_number(provider=provider, calls_per_second=100))["id"]
-    made = await tenant.assistant(system_instruction="You sell renewals.", **assistant)
-    campaign = await tenant.campaign(
-        assistant_id=made["id"],
-        phone_number_id=number_id,
-        channel=provider,
-        opening_message_template="Hi {{ name }}, this is Ava about your renewal.",
-        recipients=[{"phone_number": PERSON, "metadata": {"name": "Ann"}}],
-    )
-    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
-    await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 60)
-    return campaign
-
-
-async def ended_call(tenant: Tenant, campaign_id: str, reason: str) -> dict[str, Any]:
-    """The campaign's one call, once its conversation is stored and its end named."""
-
-    async def stored() -> Any:
-        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign_id})
-        call = await tenant.ok("GET", f"/calls/{calls[0]['id']}")
-        return call if call["summary"] and call["ended_reason"] == reason else None
-
-    return dict(await wait_for(stored, timeout=30))
-
-
-async def heard_by_caller(service: Service, sid: str) -> dict[str, Any]:
-    response = await service.http.get(f"/_simulator/_sim/calls/{sid}")
-    return dict(response.json()["conversation"])
 
 
 async def hung_up_through_provider(service: Service, call_id: str) -> bool:
@@ -72,8 +35,8 @@ async def test_an_opt_out_lists_the_number_and_no_campaign_dials_it_again(
     script = ["Please stop calling me", "Are you still there?"]
     await service.scenario(**HUMANS_ONLY, caller_script=script)
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, provider)
-    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+    campaign = await talk_campaign(tenant, provider)
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
 
     assert spoken(call) == [
         ("assistant", OPENING),
@@ -92,7 +55,7 @@ async def test_an_opt_out_lists_the_number_and_no_campaign_dials_it_again(
     assert entry["source"] == "opt_out" and entry["call_id"] == call["id"]
 
     dialed_before = (await service.observed())["created"]
-    later = await run_campaign(tenant, provider, campaign["phone_number_id"])
+    later = await talk_campaign(tenant, provider, campaign["phone_number_id"])
     (row,) = await tenant.ok("GET", f"/campaign/{later['id']}/recipients")
     assert row["status"] == "skipped" and row["status_reason"] == "dnc"
     assert row["attempts"] == 0 and row["last_call_id"] is None
@@ -103,8 +66,8 @@ async def test_an_opt_out_is_honoured_with_call_actions_off(service: Service) ->
     """Opting out is always possible: it is the person's right, not an assistant feature."""
     await service.scenario(**HUMANS_ONLY, caller_script=["Do not call me again"])
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, "twilio", call_actions={"enabled": False})
-    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+    campaign = await talk_campaign(tenant, "twilio", assistant={"call_actions": {"enabled": False}})
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
     assert spoken(call)[-1] == ("assistant", actions.OPT_OUT_GOODBYE)
     (entry,) = await tenant.ok("GET", "/do-not-call")
     assert entry["call_id"] == call["id"]
@@ -115,8 +78,8 @@ async def test_the_assistant_hangs_up_after_a_goodbye(service: Service, provider
     script = ["Goodbye", "Hello? Are you there?"]
     await service.scenario(**HUMANS_ONLY, caller_script=script)
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, provider)
-    call = await ended_call(tenant, campaign["id"], "assistant_hung_up")
+    campaign = await talk_campaign(tenant, provider)
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
     assert spoken(call) == [
         ("assistant", OPENING),
         ("user", "Goodbye"),
@@ -132,8 +95,10 @@ async def test_the_assistant_hangs_up_after_a_goodbye(service: Service, provider
 async def test_without_the_hang_up_tool_the_person_hangs_up(service: Service) -> None:
     await service.scenario(**HUMANS_ONLY, caller_script=["Goodbye"])
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, "twilio", call_actions={"allow_hangup": False})
-    call = await ended_call(tenant, campaign["id"], "customer_hung_up")
+    campaign = await talk_campaign(
+        tenant, "twilio", assistant={"call_actions": {"allow_hangup": False}}
+    )
+    call = await the_call(tenant, campaign["id"], "customer_hung_up")
     assert spoken(call)[-1] == ("assistant", "Thank you for your time. Goodbye!")
     assert not await hung_up_through_provider(service, call["id"])
 
@@ -142,8 +107,10 @@ async def test_without_the_hang_up_tool_the_person_hangs_up(service: Service) ->
 async def test_the_assistant_hangs_up_on_silence(service: Service, provider: str) -> None:
     await service.scenario(**HUMANS_ONLY, caller_script=["Hello", "(silence 20)"])
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, provider, call_actions={"auto_hangup_silence_seconds": 5})
-    call = await ended_call(tenant, campaign["id"], "silence_timeout")
+    campaign = await talk_campaign(
+        tenant, provider, assistant={"call_actions": {"auto_hangup_silence_seconds": 5}}
+    )
+    call = await the_call(tenant, campaign["id"], "silence_timeout")
 
     assert spoken(call) == [
         ("assistant", OPENING),
@@ -168,8 +135,10 @@ async def test_the_assistant_transfers_the_person_through_the_provider(
     script = ["Can you transfer me to someone?", "Hello?"]
     await service.scenario(**HUMANS_ONLY, caller_script=script)
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, provider, call_actions={"transfer_number": TRANSFER_TO})
-    call = await ended_call(tenant, campaign["id"], "transferred")
+    campaign = await talk_campaign(
+        tenant, provider, assistant={"call_actions": {"transfer_number": TRANSFER_TO}}
+    )
+    call = await the_call(tenant, campaign["id"], "transferred")
 
     assert spoken(call) == [
         ("assistant", OPENING),
@@ -189,8 +158,8 @@ async def test_the_assistant_transfers_the_person_through_the_provider(
 async def test_no_transfer_without_a_transfer_number(service: Service) -> None:
     await service.scenario(**HUMANS_ONLY, caller_script=["Can you transfer me to someone?"])
     tenant = await service.tenant()
-    campaign = await run_campaign(tenant, "twilio")
-    call = await ended_call(tenant, campaign["id"], "customer_hung_up")
+    campaign = await talk_campaign(tenant, "twilio")
+    call = await the_call(tenant, campaign["id"], "customer_hung_up")
     assert spoken(call)[-1] == ("assistant", "Thanks, I heard: Can you transfer me to someone.")
     response = await service.http.get(f"/_simulator/_sim/calls/{call['provider_call_sid']}")
     assert response.json()["transferred_to"] is None

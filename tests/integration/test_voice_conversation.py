@@ -7,55 +7,15 @@ opens with the returning greeting and carries the first call's summary in its co
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import select
-from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
-from tests.support import Tenant
+from tests.dialing import HUMANS_ONLY, Service
+from tests.voice import heard_by_caller, talk_campaign, the_call
 
 from outdial.models import CallEvent
 from outdial.voice.repository import MEDIA_CLAIM_KEY
 
-PERSON = "+14155550177"
 SCRIPT = ["I would like the gold plan", "Goodbye"]
-
-
-async def talk_campaign(
-    tenant: Tenant, provider: str, number_id: str | None = None, **fields: Any
-) -> dict[str, Any]:
-    if number_id is None:
-        number_id = (await tenant.phone_number(provider=provider, calls_per_second=100))["id"]
-    assistant = await tenant.assistant(system_instruction="You sell renewals.")
-    campaign = await tenant.campaign(
-        assistant_id=assistant["id"],
-        phone_number_id=number_id,
-        channel=provider,
-        opening_message_template="Hi {{ name }}, this is Ava about your renewal.",
-        recipients=[{"phone_number": PERSON, "metadata": {"name": "Ann"}}],
-        **fields,
-    )
-    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
-    await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 60)
-    return campaign
-
-
-async def the_call(
-    service: Service, tenant: Tenant, campaign_id: str, ended: str = "customer_hung_up"
-) -> dict[str, Any]:
-    """The campaign's one call, once its conversation has been stored."""
-
-    async def stored() -> Any:
-        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign_id})
-        call = await tenant.ok("GET", f"/calls/{calls[0]['id']}")
-        return call if call["summary"] and call["ended_reason"] == ended else None
-
-    return dict(await wait_for(stored, timeout=30))
-
-
-async def heard_by_caller(service: Service, sid: str) -> dict[str, Any]:
-    response = await service.http.get(f"/_simulator/_sim/calls/{sid}")
-    return dict(response.json()["conversation"])
 
 
 @pytest.mark.parametrize("provider", ["twilio", "vobiz"])
@@ -64,7 +24,7 @@ async def test_a_human_answer_becomes_a_conversation(service: Service, provider:
     tenant = await service.tenant()
     campaign = await talk_campaign(tenant, provider)
     # The person says goodbye: the assistant's hang-up tool ends the call (test_voice_actions).
-    call = await the_call(service, tenant, campaign["id"], "assistant_hung_up")
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
 
     transcript = call["transcript"]
     assert [(turn["role"], turn["text"]) for turn in transcript] == [
@@ -100,7 +60,7 @@ async def test_the_next_campaign_greets_a_returning_person_with_memory(service: 
     await service.scenario(**HUMANS_ONLY, caller_script=["Call me back in May"])
     tenant = await service.tenant()
     first = await talk_campaign(tenant, "twilio")
-    earlier = await the_call(service, tenant, first["id"])
+    earlier = await the_call(tenant, first["id"])
 
     second = await talk_campaign(
         tenant,
@@ -110,7 +70,7 @@ async def test_the_next_campaign_greets_a_returning_person_with_memory(service: 
         returning_message_template="Welcome back {{ name }}!",
         use_short_term_summaries=True,
     )
-    call = await the_call(service, tenant, second["id"])
+    call = await the_call(tenant, second["id"])
     config = call["assistant_config"]
     assert config["returning_contact"] is True
     assert config["opening_message"] == "Welcome back Ann!"
