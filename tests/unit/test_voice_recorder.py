@@ -31,7 +31,7 @@ def test_only_an_enabled_recording_is_wanted() -> None:
 async def test_chunks_append_to_mono_and_stereo_wavs(tmp_path: Path) -> None:
     rec = a_recorder(tmp_path, mp3_enabled=False)
     for _ in range(3):  # caller at 1000, assistant at 200: mixed 1200, split L/R in stereo
-        rec._chunk(None, tone(800, 1000), tone(800, 200), 8000, 2)
+        rec.write(tone(800, 1000), tone(800, 200))
     columns = await rec.finish()
     assert columns == {
         "recording_url": f"/calls/{CALL}/recording",
@@ -53,7 +53,7 @@ async def test_mp3_copies_unless_the_encoder_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = a_recorder(tmp_path, stereo=False)
-    rec._chunk(None, tone(8000, 1000), tone(8000, 0), 8000, 2)
+    rec.write(tone(8000, 1000), tone(8000, 0))
     columns = await rec.finish()
     assert columns["recording_mp3_url"] == f"/calls/{CALL}/recording?format=mp3"
     assert columns["stereo_recording_url"] is columns["stereo_recording_mp3_url"] is None
@@ -66,7 +66,7 @@ async def test_mp3_copies_unless_the_encoder_is_missing(
 
     monkeypatch.setattr(soundfile, "SoundFile", no_mp3)
     other = recorder.for_call(tmp_path, USER, "call_other", {"recording": {"enabled": True}})
-    other._chunk(None, tone(800, 1000), tone(800, 0), 8000, 2)
+    other.write(tone(800, 1000), tone(800, 0))
     columns = await other.finish()
     assert columns["recording_url"] and columns["stereo_recording_url"]
     assert columns["recording_mp3_url"] is columns["stereo_recording_mp3_url"] is None
@@ -80,9 +80,9 @@ async def test_a_failed_or_empty_recording_leaves_nothing(
     assert set((await empty.finish()).values()) == {None}
 
     broken = a_recorder(tmp_path)
-    broken._chunk(None, tone(800, 1000), tone(800, 0), 8000, 2)
+    broken.write(tone(800, 1000), tone(800, 0))
     monkeypatch.setattr(wave.Wave_write, "writeframes", _disk_full)
-    broken._chunk(None, tone(800, 1000), tone(800, 0), 8000, 2)
+    broken.write(tone(800, 1000), tone(800, 0))
     monkeypatch.undo()
     assert broken.failed
     assert set((await broken.finish()).values()) == {None}
@@ -91,3 +91,28 @@ async def test_a_failed_or_empty_recording_leaves_nothing(
 
 def _disk_full(*_args: object) -> None:
     raise OSError(28, "No space left on device")
+
+
+def test_the_callers_line_is_the_clock() -> None:
+    tape = recorder.Tape(chunk_bytes=8000)
+    # The assistant starts speaking 100 samples into the call: silence before its audio.
+    assert tape.hear(tone(100, 1000)) is None
+    tape.say(tone(50, 200))
+    # A stalled loop delivers 300 samples of the assistant, then the caller's late frames:
+    # both keep their place on the caller's line, nothing is stretched.
+    tape.say(tone(300, 300))
+    assert tape.hear(tone(400, 1000)) is None
+    caller, assistant = tape.rest() or (b"", b"")
+    assert len(caller) == len(assistant) == 2 * 500
+    assert assistant == tone(100, 0) + tone(50, 200) + tone(300, 300) + tone(50, 0)
+    assert caller == tone(500, 1000)
+    assert tape.rest() is None
+
+
+def test_a_full_chunk_of_the_callers_line_is_written_with_what_the_assistant_said() -> None:
+    tape = recorder.Tape(chunk_bytes=2 * 200)
+    tape.say(tone(250, 300))  # the opening, before the caller's audio reaches us
+    piece = tape.hear(tone(200, 1000))
+    assert piece == (tone(200, 1000), tone(200, 300))
+    # The assistant's lead carries into the next piece.
+    assert tape.rest() == (tone(50, 0), tone(50, 300))

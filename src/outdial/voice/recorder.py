@@ -1,10 +1,15 @@
-"""Recording a conversation: Pipecat's AudioBufferProcessor, written to WAV as it goes.
+"""Recording a conversation: both sides of the line, written to WAV as it goes.
 
-The processor sits after the output transport, where the caller's audio (input) and the
-assistant's audio as it leaves (output) both pass. It hands over both tracks, aligned and
-padded with silence for the gaps, every `CHUNK_SECONDS` and when the pipeline ends; each
-chunk is appended to the mono WAV (the two tracks mixed) and, with `recording.stereo`, to
-the stereo WAV (caller left, assistant right), so a long call never sits in memory. The
+A processor sits after the output transport, where the caller's audio (input) and the
+assistant's audio as it leaves (output) both pass. The caller's line is the clock: a carrier
+streams it without a break (silence included, 20 ms a frame), so its length is the length of
+the call. The assistant's audio is laid at the caller's position when it arrives, padded with
+silence where it was quiet. Frames that arrive late and in a burst (a busy event loop) keep
+their place on the caller's clock instead of stretching the recording, as aligning both
+tracks to the wall clock (Pipecat's AudioBufferProcessor) does. Every `CHUNK_SECONDS` of the
+caller's line, and when the pipeline ends, the aligned piece is appended to the mono WAV (the
+two tracks mixed) and, with `recording.stereo`, to the stereo WAV (caller left, assistant
+right), so a long call never sits in memory. The
 files are written under a `.part` name and renamed when complete; with
 `recording.mp3_enabled` MP3 copies are then encoded from the WAVs (libsndfile's MP3 encoder
 through `soundfile`, which Pipecat depends on). A recording that fails leaves no files and
@@ -24,8 +29,15 @@ from typing import Any
 with warnings.catch_warnings():
     # Pipecat imports audioop (deprecated in 3.11, gone in 3.13, where it uses audioop-lts).
     warnings.simplefilter("ignore", DeprecationWarning)
-    from pipecat.audio.utils import interleave_stereo_audio, mix_audio
-    from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
+    from pipecat.audio.utils import create_stream_resampler, interleave_stereo_audio, mix_audio
+    from pipecat.frames.frames import (
+        CancelFrame,
+        EndFrame,
+        Frame,
+        InputAudioRawFrame,
+        OutputAudioRawFrame,
+    )
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from outdial.call import recording as files
 from outdial.voice.fakes import SAMPLE_RATE
@@ -42,6 +54,64 @@ def wanted(config: dict[str, Any]) -> bool:
 
 
 @dataclass
+class Tape:
+    """Both tracks between two writes, aligned on the caller's line (16-bit PCM)."""
+
+    chunk_bytes: int
+    caller: bytearray = field(default_factory=bytearray)
+    assistant: bytearray = field(default_factory=bytearray)
+
+    def hear(self, pcm: bytes) -> tuple[bytes, bytes] | None:
+        """The caller's audio; a full chunk of both tracks when one is due."""
+        self.caller.extend(pcm)
+        return self.take(len(self.caller)) if len(self.caller) >= self.chunk_bytes else None
+
+    def say(self, pcm: bytes) -> None:
+        """The assistant's audio, laid at the caller's position (silence before it)."""
+        if len(self.assistant) < len(self.caller):
+            self.assistant.extend(bytes(len(self.caller) - len(self.assistant)))
+        self.assistant.extend(pcm)
+
+    def rest(self) -> tuple[bytes, bytes] | None:
+        """What is left when the call ends, both tracks padded to the longer one."""
+        size = max(len(self.caller), len(self.assistant))
+        return self.take(size) if size else None
+
+    def take(self, size: int) -> tuple[bytes, bytes]:
+        caller = bytes(self.caller[:size]).ljust(size, b"\0")
+        assistant = bytes(self.assistant[:size]).ljust(size, b"\0")
+        del self.caller[:size], self.assistant[:size]
+        return caller, assistant
+
+
+class TapeProcessor(FrameProcessor):
+    """Feeds a call's audio frames to its `Recorder`; passes every frame on unchanged."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self._recorder = recorder
+        self._tape = Tape(CHUNK_SECONDS * recorder.sample_rate * SAMPLE_WIDTH)
+        self._input = create_stream_resampler()
+        self._output = create_stream_resampler()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        rate = self._recorder.sample_rate
+        if isinstance(frame, InputAudioRawFrame):
+            pcm = await self._input.resample(frame.audio, frame.sample_rate, rate)
+            piece = self._tape.hear(pcm)
+            if piece is not None:
+                self._recorder.write(*piece)
+        elif isinstance(frame, OutputAudioRawFrame):
+            self._tape.say(await self._output.resample(frame.audio, frame.sample_rate, rate))
+        elif isinstance(frame, (EndFrame, CancelFrame)):
+            piece = self._tape.rest()
+            if piece is not None:
+                self._recorder.write(*piece)
+        await self.push_frame(frame, direction)
+
+
+@dataclass
 class Recorder:
     """One call's recording in progress."""
 
@@ -55,16 +125,8 @@ class Recorder:
     failed: bool = False
     _writers: dict[str, wave.Wave_write] = field(default_factory=dict)
 
-    def processor(self) -> AudioBufferProcessor:
-        buffer = AudioBufferProcessor(
-            sample_rate=self.sample_rate,
-            num_channels=2,
-            buffer_size=CHUNK_SECONDS * self.sample_rate * SAMPLE_WIDTH,
-            auto_start_recording=True,
-        )
-        # A plain function: Pipecat runs each call in a task of its own, in order.
-        buffer.add_event_handler("on_track_audio_data", self._chunk)
-        return buffer
+    def processor(self) -> TapeProcessor:
+        return TapeProcessor(self)
 
     def _path(self, channels: str, fmt: str = "wav") -> Path:
         return files.file_path(self.data_dir, self.user_id, self.call_id, channels, fmt)
@@ -81,7 +143,8 @@ class Recorder:
             self._writers[channels] = writer
         return writer
 
-    def _chunk(self, _processor: Any, user: bytes, bot: bytes, _rate: int, _channels: int) -> None:
+    def write(self, user: bytes, bot: bytes) -> None:
+        """Append one aligned piece of both tracks (same length) to the files."""
         if self.failed or not (user or bot):
             return
         try:
@@ -96,7 +159,6 @@ class Recorder:
 
     async def finish(self) -> dict[str, str | None]:
         """Close the files (MP3 copies too) and return the call's recording columns."""
-        await asyncio.sleep(0)  # the last chunk's handler, if Pipecat has not run it yet
         return await asyncio.to_thread(self._finish)
 
     def _finish(self) -> dict[str, str | None]:
