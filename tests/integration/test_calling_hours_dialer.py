@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from tests.dialing import FAST, HUMANS_ONLY, Service, campaign_when, wait_for
 from tests.support import Tenant, numbers
 
 from outdial.database import write_transaction
 from outdial.dialer import claim as claiming
+from outdial.dialer import store
 from outdial.dialer.sender import Sender
 from outdial.dialer.worker import dialer_settings
 
@@ -37,7 +39,11 @@ async def recipients(tenant: Tenant, campaign_id: str) -> dict[str, dict[str, An
     return {row["phone_number"]: row for row in rows}
 
 
-async def test_outside_the_window_nobody_is_dialed_and_each_shows_why(service: Service) -> None:
+async def waiting_for_the_window(
+    service: Service, count: int, **fields: Any
+) -> tuple[Tenant, dict[str, Any], dict[str, dict[str, Any]]]:
+    """A started campaign whose window (UTC) opens in two hours, once every one of its
+    `count` recipients has been put off to it: nobody is dialed meanwhile."""
     await service.scenario(**HUMANS_ONLY, **FAST)
     tenant = await service.tenant()
     hours = {
@@ -45,17 +51,34 @@ async def test_outside_the_window_nobody_is_dialed_and_each_shows_why(service: S
         "timezone": "UTC",
     }
     campaign = await tenant.campaign(
-        max_concurrency=5,
-        calling_hours=hours,
-        recipients=[{"phone_number": n} for n in numbers(4)],
+        calling_hours=hours, recipients=[{"phone_number": n} for n in numbers(count)], **fields
     )
     await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
 
     async def all_put_off() -> Any:
         rows = await recipients(tenant, campaign["id"])
-        return rows if all(r["next_attempt_at"] for r in rows.values()) else None
+        ready = len(rows) == count and all(r["next_attempt_at"] for r in rows.values())
+        return rows if ready else None
 
-    rows = await wait_for(all_put_off)
+    return tenant, campaign, await wait_for(all_put_off)
+
+
+async def claimed_for_later(service: Service, campaign_id: str) -> list[Any]:
+    """Claim as the dialer would two and a half hours from now, inside the window."""
+    later = datetime.now(UTC) + timedelta(hours=2, minutes=30)
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        locked = await claiming.lock_running_campaign(session, campaign_id)
+        assert locked is not None
+        return await claiming.claim(session, locked, "test", later, timedelta(seconds=30))
+
+
+def a_sender(service: Service) -> Sender:
+    app = service.app
+    return Sender(app.state.sessionmaker, app.state.carriers, dialer_settings(app.state.settings))
+
+
+async def test_outside_the_window_nobody_is_dialed_and_each_shows_why(service: Service) -> None:
+    tenant, campaign, rows = await waiting_for_the_window(service, 4, max_concurrency=5)
     opens = datetime.now(UTC) + timedelta(hours=2)
     for row in rows.values():
         assert row["status"] == "pending" and row["attempts"] == 0
@@ -144,31 +167,10 @@ async def test_a_dial_whose_window_closed_while_it_waited_is_given_back(
 ) -> None:
     """Checked again at the moment of the dial: a job claimed inside the window (here: claimed
     for an instant two hours ahead, when it is open) is not sent once outside it."""
-    await service.scenario(**HUMANS_ONLY, **FAST)
-    tenant = await service.tenant()
-    hours = {
-        **window_around("UTC", -timedelta(hours=2), timedelta(hours=3)),
-        "timezone": "UTC",
-    }
-    campaign = await tenant.campaign(
-        calling_hours=hours, recipients=[{"phone_number": n} for n in numbers(1)]
-    )
-    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
-
-    async def put_off() -> Any:
-        rows = await recipients(tenant, campaign["id"])
-        return all(r["next_attempt_at"] for r in rows.values())
-
-    await wait_for(put_off)
-    app = service.app
-    later = datetime.now(UTC) + timedelta(hours=2, minutes=30)
-    async with write_transaction(app.state.sessionmaker) as session:
-        locked = await claiming.lock_running_campaign(session, campaign["id"])
-        assert locked is not None
-        jobs = await claiming.claim(session, locked, "test", later, timedelta(seconds=30))
+    tenant, campaign, _ = await waiting_for_the_window(service, 1)
+    jobs = await claimed_for_later(service, campaign["id"])
     assert len(jobs) == 1 and jobs[0].window is not None
-    sender = Sender(app.state.sessionmaker, app.state.carriers, dialer_settings(app.state.settings))
-    assert await sender.send(replace(jobs[0], dial_at=datetime.now(UTC))) is False
+    assert await a_sender(service).send(replace(jobs[0], dial_at=datetime.now(UTC))) is False
 
     call = await tenant.ok("GET", f"/calls/{jobs[0].call_id}")
     assert call["status"] == "canceled" and call["ended_reason"] == "outside_calling_hours"
@@ -177,4 +179,37 @@ async def test_a_dial_whose_window_closed_while_it_waited_is_given_back(
     assert row["status_reason"].startswith("outside calling hours")
     counts = (await tenant.ok("GET", f"/campaign/{campaign['id']}"))["counts"]
     assert counts["pending"] == 1 and counts["dialing"] == 0 and counts["calls_placed"] == 0
+    assert (await service.observed())["created"] == 0
+
+
+@pytest.mark.parametrize(
+    ("end", "status", "reason"),
+    [("stop", "cancelled", "campaign stopped"), ("schedule", "expired", "schedule ended")],
+)
+async def test_a_dial_given_back_after_the_campaign_ended_ends_its_recipient(
+    service: Service, end: str, status: str, reason: str
+) -> None:
+    """A stop or the schedule's end leaves a dialing recipient to its call; a dial that the
+    gate then refuses ends the recipient as the end made of every waiting one (it must not
+    go back to pending in a completed campaign)."""
+    tenant, campaign, _ = await waiting_for_the_window(service, 2, max_concurrency=1)
+    jobs = await claimed_for_later(service, campaign["id"])
+    assert len(jobs) == 1  # max_concurrency 1: the other recipient waits
+    if end == "stop":
+        await tenant.ok("POST", f"/campaign/{campaign['id']}/stop")
+    else:
+        async with write_transaction(service.app.state.sessionmaker) as session:
+            locked = await claiming.lock_running_campaign(session, campaign["id"])
+            assert locked is not None
+            await store.expire_waiting(session, locked, datetime.now(UTC))
+    assert await a_sender(service).send(replace(jobs[0], dial_at=datetime.now(UTC))) is False
+
+    rows = await recipients(tenant, campaign["id"])
+    assert {r["status"] for r in rows.values()} == {status}
+    assert {r["status_reason"] for r in rows.values()} == {reason}
+    done = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert done["status"] == "completed"
+    counts = done["counts"]
+    assert counts[status] == 2 and counts["dialing"] == counts["pending"] == 0
+    assert counts["calls_placed"] == counts["calls_active"] == 0
     assert (await service.observed())["created"] == 0

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign import recipients as recipient_rules
 from outdial.campaign import repository, service
-from outdial.campaign.state import TransitionRefused, next_status
+from outdial.campaign.state import WAITING_AT_THE_END, TransitionRefused, next_status
 from outdial.errors import Conflict
 from outdial.models import Campaign, RecipientList, utcnow
 from outdial.webhook import events
@@ -94,7 +94,7 @@ async def stop(session: AsyncSession, user_id: str, campaign_id: str) -> Campaig
     await repository.add_counts(
         session,
         campaign.id,
-        await repository.end_waiting(session, campaign.id, "cancelled", "campaign stopped"),
+        await repository.end_waiting(session, campaign.id, *WAITING_AT_THE_END["stopped"]),
     )
     await session.flush()
     await events.emit_campaign(session, campaign, "campaign.completed")

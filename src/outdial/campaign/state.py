@@ -27,6 +27,12 @@ RECIPIENT_FINAL = (
 RECIPIENT_STATUSES = RECIPIENT_ACTIVE + RECIPIENT_FINAL
 # Recipients that no live call holds; `stop` cancels exactly these.
 RECIPIENT_WAITING = ("pending", "retry_scheduled")
+# What the end of a campaign makes of its waiting recipients, by its ended_reason: a stop
+# cancels them, the schedule's end expires them (also a dial given back after the end).
+WAITING_AT_THE_END = {
+    "stopped": ("cancelled", "campaign stopped"),
+    "schedule_ended": ("expired", "schedule ended"),
+}
 COUNT_KEYS = (*RECIPIENT_STATUSES, "total", "calls_placed", "calls_active")
 
 _ALWAYS_FIXED = frozenset({"assistant_id", "phone_number_id", "channel"})

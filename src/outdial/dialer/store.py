@@ -19,7 +19,7 @@ from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
-from outdial.campaign.state import RECIPIENT_ACTIVE
+from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
 from outdial.database import dialect_insert, read_alone, write_alone, write_transaction
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
@@ -82,7 +82,12 @@ async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
 async def lock_campaign_shared(session: AsyncSession, campaign_id: str) -> Any:
     """Hold the campaign against stop/pause while an attempt's end is written."""
     query = (
-        select(campaigns.c.status, campaigns.c.retry_policy, campaigns.c.schedule_end_time)
+        select(
+            campaigns.c.status,
+            campaigns.c.ended_reason,
+            campaigns.c.retry_policy,
+            campaigns.c.schedule_end_time,
+        )
         .where(campaigns.c.id == campaign_id)
         .with_for_update(read=True)
     )
@@ -335,7 +340,9 @@ async def release_undialed(
 
     `reason` is a short code for the call; `detail` (or the code) tells the recipient why.
     The recipient waits for its next claim, or ends with the status `final` (a pre-dial
-    check that refused it: `skipped`).
+    check that refused it: `skipped`). When the campaign ended meanwhile (its schedule, or a
+    stop, which leave a dialing recipient alone), the recipient ends as that end made of
+    every waiting one.
     """
     if call.status in FINAL_STATES:
         return
@@ -350,7 +357,9 @@ async def release_undialed(
     )
     if call.recipient_id is None or call.campaign_id is None:
         return
-    await lock_campaign_shared(session, call.campaign_id)
+    campaign = await lock_campaign_shared(session, call.campaign_id)
+    if final is None and campaign is not None and campaign.status == "completed":
+        final, detail = WAITING_AT_THE_END.get(campaign.ended_reason, ("expired", "campaign ended"))
     recipient = await lock_recipient(session, call.recipient_id)
     deltas = {"calls_active": -1, "calls_placed": -1}
     if (
@@ -407,7 +416,7 @@ async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetim
 async def expire_waiting(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     """Schedule over: waiting recipients expire and the campaign completes (live calls finish)."""
     deltas = await campaign_repository.end_waiting(
-        session, campaign.id, "expired", "schedule ended"
+        session, campaign.id, *WAITING_AT_THE_END["schedule_ended"]
     )
     await campaign_repository.add_counts(session, campaign.id, deltas)
     campaign.status = "completed"
