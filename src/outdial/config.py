@@ -10,11 +10,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SpeechKeys(BaseModel):
-    """API keys of the speech and language providers (`OUTDIAL_SPEECH__OPENAI_API_KEY`, …)."""
+    """Credentials of the speech and language providers (`OUTDIAL_SPEECH__OPENAI_API_KEY`, …)."""
 
     deepgram_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
-    google_api_key: SecretStr | None = None
+    google_api_key: SecretStr | None = None  # Gemini (the LLM)
+    google_credentials: SecretStr | None = Field(
+        default=None,
+        description="Google Cloud speech (STT and TTS): a service account's JSON key, the "
+        "file's content.",
+    )
     cartesia_api_key: SecretStr | None = None
 
 

@@ -52,6 +52,9 @@ async def test_a_human_answer_becomes_a_conversation(service: Service, provider:
     # The caller heard each sentence the assistant spoke (the TTS speaks sentence by sentence).
     spoken = [turn["text"] for turn in transcript if turn["role"] == "assistant"]
     assert " ".join(heard["heard"]) == " ".join(spoken)
+    # Vobiz gets a checkpoint behind each utterance, goodbye included; Twilio none.
+    checkpoints = [f"utterance-{n}" for n in range(1, len(spoken) + 1)]
+    assert heard["checkpoints"] == (checkpoints if provider == "vobiz" else [])
     recipients = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
     assert recipients[0]["status"] == "completed"
 

@@ -11,9 +11,15 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     OutputAudioRawFrame,
     OutputTransportMessageFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStoppedFrame,
 )
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.tests.utils import run_test
 
-from outdial.voice.vobiz_serializer import VobizFrameSerializer
+from outdial.voice.fakes import FakeTTSService
+from outdial.voice.vobiz_serializer import CheckpointAfterSpeech, VobizFrameSerializer
 
 SILENCE_PCM = b"\x00\x00" * 160  # 20 ms at 8 kHz
 
@@ -56,3 +62,25 @@ async def test_media_dtmf_and_acks_in() -> None:
     assert serializer.played == ["turn-1"]
     assert await serializer.deserialize("not json") is None
     assert await serializer.deserialize(json.dumps({"event": "clearedAudio"})) is None
+
+
+async def test_a_checkpoint_follows_each_utterance_and_played_ones_are_recorded() -> None:
+    serializer = VobizFrameSerializer("stream-1", "call-uuid")
+    speech = Pipeline([FakeTTSService(), CheckpointAfterSpeech(serializer)])
+    down, _ = await run_test(
+        speech, frames_to_send=[TTSSpeakFrame("Hello there."), TTSSpeakFrame("Goodbye!")]
+    )
+    # Each checkpoint comes behind its utterance's audio, ahead of the next utterance.
+    kinds = {TTSAudioRawFrame: "audio", TTSStoppedFrame: "end", OutputTransportMessageFrame: "cp"}
+    order = [kinds[type(frame)] for frame in down if type(frame) in kinds]
+    collapsed = [kind for i, kind in enumerate(order) if i == 0 or kind != order[i - 1]]
+    assert collapsed == ["audio", "end", "cp", "audio", "end", "cp"]
+    messages = [f for f in down if isinstance(f, OutputTransportMessageFrame)]
+    sent = [json.loads(await serializer.serialize(frame)) for frame in messages]
+    assert sent == [
+        {"event": "checkpoint", "streamId": "stream-1", "name": "utterance-1"},
+        {"event": "checkpoint", "streamId": "stream-1", "name": "utterance-2"},
+    ]
+    assert serializer.sent == ["utterance-1", "utterance-2"]
+    await serializer.deserialize(json.dumps({"event": "playedStream", "name": "utterance-1"}))
+    assert serializer.played == ["utterance-1"]

@@ -64,7 +64,11 @@ async def _demo(settings: Settings, recipients: int, concurrency: int, keep_serv
     base = settings.resolved_public_base_url
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            ws_per_message_deflate=False,  # as `outdial serve`: media frames barely compress
         )
     )
     serving = asyncio.create_task(server.serve())

@@ -64,4 +64,7 @@ def serve_command(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # Media streams are base64 μ-law, which compresses poorly: deflating each 20 ms frame
+        # costs CPU on both ends for next to nothing.
+        ws_per_message_deflate=False,
     )

@@ -1,7 +1,13 @@
 """One call's conversation: the Pipecat pipeline over the provider's media WebSocket.
 
-    websocket → serializer → STT → user aggregator (Silero VAD, turn strategies) → LLM
-              → TTS → websocket (serializer) → [recorder] → speaking watcher → assistant aggregator
+    websocket → serializer → STT → user aggregator (Silero VAD, turn strategies)
+              → end of inbound audio [recorder: caller] → LLM → TTS [Vobiz: checkpoints]
+              → websocket (serializer) → [recorder: assistant] → speaking watcher
+              → assistant aggregator
+
+The caller's audio goes no further than the user aggregator: nothing after it uses it, and
+each 20 ms frame carried through six more processors' queues and tasks cost more CPU than
+all the rest of a call.
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -25,11 +31,11 @@ with warnings.catch_warnings():
     # Pipecat imports audioop (deprecated in 3.11, gone in 3.13, where it uses audioop-lts).
     warnings.simplefilter("ignore", DeprecationWarning)
     from loguru import logger as pipecat_logger
-    from pipecat.audio.vad.silero import SileroVADAnalyzer
     from pipecat.frames.frames import (
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
         Frame,
+        InputAudioRawFrame,
         LLMTextFrame,
         TTSSpeakFrame,
     )
@@ -58,6 +64,8 @@ from outdial.voice import actions
 from outdial.voice.fakes import SAMPLE_RATE
 from outdial.voice.providers import Services
 from outdial.voice.recorder import Recorder
+from outdial.voice.serializers import after_speech
+from outdial.voice.vad import CallVAD
 
 log = logging.getLogger("outdial.voice")
 
@@ -183,6 +191,22 @@ class SpeakingWatcher(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class InboundAudioEnd(FrameProcessor):
+    """Where the caller's audio stops: handed to the recorder, if any, and not passed on."""
+
+    def __init__(self, recorder: Recorder | None) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            if self.recorder is not None:
+                await self.recorder.hear(frame)
+            return
+        await self.push_frame(frame, direction)
+
+
 class SpeechQueueWatcher(FrameProcessor):
     """Notes the text handed to the TTS (the TTS passes a sentence's text on only once its
     audio has played, so a call cut off mid-sentence would otherwise lose it)."""
@@ -256,7 +280,7 @@ def build(
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
-            vad_analyzer=SileroVADAnalyzer(sample_rate=SAMPLE_RATE),
+            vad_analyzer=CallVAD(sample_rate=SAMPLE_RATE),
             user_turn_strategies=turn_strategies(config["speech_settings"]),
             user_idle_timeout=actions.silence_seconds(config),
         ),
@@ -267,9 +291,11 @@ def build(
             transport.input(),
             services.stt,
             aggregators.user(),
+            InboundAudioEnd(recorder),
             services.llm,
             SpeechQueueWatcher(conversation),
             services.tts,
+            *after_speech(serializer),
             transport.output(),
             *([recorder.processor()] if recorder is not None else []),
             speaking,
@@ -280,6 +306,7 @@ def build(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
         enable_rtvi=False,
+        enable_turn_tracking=False,  # an observer on every frame push; the aggregators suffice
         idle_timeout_secs=None,
     )
     ending = speaking.ending = actions.Ending(worker, conversation)

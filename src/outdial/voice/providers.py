@@ -3,8 +3,9 @@
 `fake` services (offline) are used for every call when the settings say so
 (`OUTDIAL_VOICE_SERVICES`), or for a part whose provider is `fake` in the assistant.
 Otherwise the assistant's `transcriber`, `llm` and `voice` pick a Pipecat service, with the
-key from `OUTDIAL_SPEECH__*`. A provider without a key, or one not wired yet, is a
-`VoiceConfigError`: the call is not connected to a half-working assistant.
+key from `OUTDIAL_SPEECH__*` (Google's speech services: a service account's JSON). A provider
+without its credentials, or one not wired yet, is a `VoiceConfigError`: the call is not
+connected to a half-working assistant.
 """
 
 from __future__ import annotations
@@ -30,13 +31,41 @@ class Services:
     tts: Any
 
 
-def _key(settings: Settings, provider: str) -> str:
-    secret: SecretStr | None = getattr(settings.speech, f"{provider}_api_key", None)
+# speech_settings.style → the emotion Cartesia is steered to while `emotions` is `natural`
+# (None: the model reads the feeling from the text); `emotions` `off` is always neutral.
+CARTESIA_STYLE_EMOTIONS: dict[str, str | None] = {
+    "neutral": None,
+    "professional": "calm",
+    "friendly": "content",
+}
+GOOGLE_DEFAULT_VOICE = "en-US-Chirp3-HD-Charon"  # Google's streaming TTS takes Chirp 3 HD voices
+
+
+def _secret(settings: Settings, name: str, what: str) -> str:
+    secret: SecretStr | None = getattr(settings.speech, name, None)
     if secret is None or not secret.get_secret_value():
-        raise VoiceConfigError(
-            f"no key for {provider}: set OUTDIAL_SPEECH__{provider.upper()}_API_KEY"
-        )
+        raise VoiceConfigError(f"no {what}: set OUTDIAL_SPEECH__{name.upper()}")
     return secret.get_secret_value()
+
+
+def _key(settings: Settings, provider: str) -> str:
+    return _secret(settings, f"{provider}_api_key", f"key for {provider}")
+
+
+def cartesia_controls(config: dict[str, Any]) -> dict[str, Any]:
+    """Cartesia's `generation_config` for a call: `speed` from `voice.speed`, `emotion` from
+    `speech_settings` (the table in docs/voice.md). Empty when everything is the default."""
+    speech = config["speech_settings"]
+    emotion = (
+        "neutral" if speech["emotions"] == "off" else CARTESIA_STYLE_EMOTIONS.get(speech["style"])
+    )
+    speed = config["voice"]["speed"]
+    controls: dict[str, Any] = {}
+    if speed != 1.0:
+        controls["speed"] = speed
+    if emotion is not None:
+        controls["emotion"] = emotion
+    return controls
 
 
 def _deepgram_stt(settings: Settings, config: dict[str, Any]) -> Any:
@@ -83,14 +112,68 @@ def _google_llm(settings: Settings, config: dict[str, Any]) -> Any:
 
 
 def _cartesia_tts(settings: Settings, config: dict[str, Any]) -> Any:
-    from pipecat.services.cartesia.tts import CartesiaTTSService
+    from pipecat.services.cartesia.tts import CartesiaTTSService, GenerationConfig
 
     voice = config["voice"]
+    controls = cartesia_controls(config)
     return CartesiaTTSService(
         api_key=_key(settings, "cartesia"),
         sample_rate=SAMPLE_RATE,
         settings=CartesiaTTSService.Settings(
-            model=voice["tts_model"], voice=voice["voice_id"] or None, language=voice["language"]
+            model=voice["tts_model"],
+            voice=voice["voice_id"] or None,
+            language=voice["language"],
+            generation_config=GenerationConfig(**controls) if controls else None,
+        ),
+    )
+
+
+def _google_language(language: str) -> Any:
+    from pipecat.transcriptions.language import Language
+
+    try:
+        return Language(language)
+    except ValueError as exc:
+        raise VoiceConfigError(f"google speech does not know the language {language!r}") from exc
+
+
+def _google_service(settings: Settings, service: Any, service_settings: Any) -> Any:
+    """Pipecat's Google STT or TTS, which reads the service account as it is built."""
+    credentials = _secret(
+        settings, "google_credentials", "service-account credentials for google speech"
+    )
+    try:
+        return service(credentials=credentials, sample_rate=SAMPLE_RATE, settings=service_settings)
+    except ValueError as exc:  # not JSON, not a service account, no project id
+        raise VoiceConfigError(
+            "OUTDIAL_SPEECH__GOOGLE_CREDENTIALS is not a usable service-account JSON key "
+            f"({type(exc).__name__})"
+        ) from exc
+
+
+def _google_stt(settings: Settings, config: dict[str, Any]) -> Any:
+    from pipecat.services.google.stt import GoogleSTTService
+
+    transcriber = config["transcriber"]
+    language = _google_language(transcriber["language"])
+    return _google_service(
+        settings,
+        GoogleSTTService,
+        GoogleSTTService.Settings(model=transcriber["stt_model"], languages=[language]),
+    )
+
+
+def _google_tts(settings: Settings, config: dict[str, Any]) -> Any:
+    from pipecat.services.google.tts import GoogleTTSService
+
+    voice = config["voice"]
+    return _google_service(
+        settings,
+        GoogleTTSService,
+        GoogleTTSService.Settings(
+            voice=voice["voice_id"] or GOOGLE_DEFAULT_VOICE,
+            language=_google_language(voice["language"]),
+            speaking_rate=voice["speed"],
         ),
     )
 
@@ -120,12 +203,17 @@ def _openai_tts(settings: Settings, config: dict[str, Any]) -> Any:
 
 
 Factory = Callable[[Settings, dict[str, Any]], Any]
-STT: dict[str, Factory] = {"deepgram": _deepgram_stt, "openai": _openai_stt}
+STT: dict[str, Factory] = {
+    "deepgram": _deepgram_stt,
+    "openai": _openai_stt,
+    "google": _google_stt,
+}
 LLM: dict[str, Factory] = {"openai": _openai_llm, "google": _google_llm}
 TTS: dict[str, Factory] = {
     "cartesia": _cartesia_tts,
     "deepgram": _deepgram_tts,
     "openai": _openai_tts,
+    "google": _google_tts,
 }
 
 

@@ -1,19 +1,19 @@
 """Recording a conversation: both sides of the line, written to WAV as it goes.
 
-A processor sits after the output transport, where the caller's audio (input) and the
-assistant's audio as it leaves (output) both pass. The caller's line is the clock: a carrier
-streams it without a break (silence included, 20 ms a frame), so its length is the length of
-the call. The assistant's audio is laid at the caller's position when it arrives, padded with
-silence where it was quiet. Frames that arrive late and in a burst (a busy event loop) keep
-their place on the caller's clock instead of stretching the recording, as aligning both
-tracks to the wall clock (Pipecat's AudioBufferProcessor) does. Every `CHUNK_SECONDS` of the
-caller's line, and when the pipeline ends, the aligned piece is appended to the mono WAV (the
-two tracks mixed) and, with `recording.stereo`, to the stereo WAV (caller left, assistant
-right), so a long call never sits in memory. The
-files are written under a `.part` name and renamed when complete; with
-`recording.mp3_enabled` MP3 copies are then encoded from the WAVs (libsndfile's MP3 encoder
-through `soundfile`, which Pipecat depends on). A recording that fails leaves no files and
-no URLs; the call itself is not affected.
+The caller's audio is taken where the pipeline stops carrying it (after the user
+aggregator), the assistant's audio after the output transport, as it leaves. The caller's
+line is the clock: a carrier streams it without a break (silence included, 20 ms a frame),
+so its length is the length of the call. The assistant's audio is laid at the caller's
+position when it arrives, padded with silence where it was quiet. Frames that arrive late
+and in a burst (a busy event loop) keep their place on the caller's clock instead of
+stretching the recording, as aligning both tracks to the wall clock (Pipecat's
+AudioBufferProcessor) does. Every `CHUNK_SECONDS` of the caller's line, and when the
+pipeline ends, the aligned piece is appended to the mono WAV (the two tracks mixed) and,
+with `recording.stereo`, to the stereo WAV (caller left, assistant right), so a long call
+never sits in memory. The files are written under a `.part` name and renamed when complete;
+with `recording.mp3_enabled` MP3 copies are then encoded from the WAVs (libsndfile's MP3
+encoder through `soundfile`, which Pipecat depends on). A recording that fails leaves no
+files and no URLs; the call itself is not affected.
 """
 
 from __future__ import annotations
@@ -84,30 +84,21 @@ class Tape:
         return caller, assistant
 
 
-class TapeProcessor(FrameProcessor):
-    """Feeds a call's audio frames to its `Recorder`; passes every frame on unchanged."""
+class AssistantTap(FrameProcessor):
+    """After the output transport: the assistant's audio as it leaves, and the call's end.
+    (The caller's audio reaches the recorder where the pipeline stops carrying it:
+    `pipeline.InboundAudioEnd`.) Every frame passes on unchanged."""
 
     def __init__(self, recorder: Recorder) -> None:
         super().__init__()
         self._recorder = recorder
-        self._tape = Tape(CHUNK_SECONDS * recorder.sample_rate * SAMPLE_WIDTH)
-        self._input = create_stream_resampler()
-        self._output = create_stream_resampler()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        rate = self._recorder.sample_rate
-        if isinstance(frame, InputAudioRawFrame):
-            pcm = await self._input.resample(frame.audio, frame.sample_rate, rate)
-            piece = self._tape.hear(pcm)
-            if piece is not None:
-                self._recorder.write(*piece)
-        elif isinstance(frame, OutputAudioRawFrame):
-            self._tape.say(await self._output.resample(frame.audio, frame.sample_rate, rate))
+        if isinstance(frame, OutputAudioRawFrame):
+            await self._recorder.say(frame)
         elif isinstance(frame, (EndFrame, CancelFrame)):
-            piece = self._tape.rest()
-            if piece is not None:
-                self._recorder.write(*piece)
+            self._recorder.end()
         await self.push_frame(frame, direction)
 
 
@@ -124,9 +115,32 @@ class Recorder:
     frames: int = 0
     failed: bool = False
     _writers: dict[str, wave.Wave_write] = field(default_factory=dict)
+    _tape: Tape = field(init=False)
+    _input: Any = field(default_factory=create_stream_resampler)
+    _output: Any = field(default_factory=create_stream_resampler)
 
-    def processor(self) -> TapeProcessor:
-        return TapeProcessor(self)
+    def __post_init__(self) -> None:
+        self._tape = Tape(CHUNK_SECONDS * self.sample_rate * SAMPLE_WIDTH)
+
+    def processor(self) -> AssistantTap:
+        return AssistantTap(self)
+
+    async def hear(self, frame: InputAudioRawFrame) -> None:
+        """The caller's audio."""
+        pcm = await self._input.resample(frame.audio, frame.sample_rate, self.sample_rate)
+        piece = self._tape.hear(pcm)
+        if piece is not None:
+            self.write(*piece)
+
+    async def say(self, frame: OutputAudioRawFrame) -> None:
+        """The assistant's audio as it leaves."""
+        pcm = await self._output.resample(frame.audio, frame.sample_rate, self.sample_rate)
+        self._tape.say(pcm)
+
+    def end(self) -> None:
+        piece = self._tape.rest()
+        if piece is not None:
+            self.write(*piece)
 
     def _path(self, channels: str, fmt: str = "wav") -> Path:
         return files.file_path(self.data_dir, self.user_id, self.call_id, channels, fmt)

@@ -1,4 +1,5 @@
-"""The frame serializer for each provider's media stream (μ-law, 8 kHz both ways)."""
+"""The frame serializer for each provider's media stream (μ-law, 8 kHz both ways), and the
+checkpoints a Vobiz stream sends behind each utterance."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import warnings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # audioop, inside Pipecat
+    from pipecat.processors.frame_processor import FrameProcessor
+    from pipecat.serializers.base_serializer import FrameSerializer
     from pipecat.serializers.twilio import TwilioFrameSerializer
 
-from outdial.voice.vobiz_serializer import VobizFrameSerializer
+from outdial.voice.vobiz_serializer import CheckpointAfterSpeech, VobizFrameSerializer
 
 
 def twilio_serializer(stream_sid: str, call_sid: str) -> TwilioFrameSerializer:
@@ -23,3 +26,11 @@ def twilio_serializer(stream_sid: str, call_sid: str) -> TwilioFrameSerializer:
 
 def vobiz_serializer(stream_id: str, call_id: str) -> VobizFrameSerializer:
     return VobizFrameSerializer(stream_id, call_id)
+
+
+def after_speech(serializer: FrameSerializer) -> list[FrameProcessor]:
+    """What follows the TTS in a call's pipeline for this stream: on Vobiz,
+    `CheckpointAfterSpeech`, so a checkpoint goes out behind each utterance's audio."""
+    if isinstance(serializer, VobizFrameSerializer):
+        return [CheckpointAfterSpeech(serializer)]
+    return []

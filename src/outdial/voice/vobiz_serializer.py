@@ -9,6 +9,11 @@ current `streamId`.
 State is keyed on the call (`callId`): the stream id is updated by every `start`. Hanging up
 is not the serializer's business here: a call ends through the provider's hang-up (the
 carrier adapter) or when the caller goes away.
+
+A checkpoint follows each assistant utterance (`CheckpointAfterSpeech`, right after the TTS):
+the output transport hands a serializer audio, interruptions and transport messages, but not
+the TTS's stop frame, so the end of an utterance reaches it as a queued message behind the
+utterance's audio. Vobiz answers each with `playedStream` once that audio has played.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     OutputTransportMessageFrame,
     OutputTransportMessageUrgentFrame,
+    TTSStoppedFrame,
 )
-from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 from pipecat.serializers.base_serializer import FrameSerializer
 
 VOBIZ_SAMPLE_RATE = 8000
@@ -41,6 +47,7 @@ class VobizFrameSerializer(FrameSerializer):
         super().__init__(params or FrameSerializer.InputParams())
         self.stream_id = stream_id
         self.call_id = call_id
+        self.sent: list[str] = []  # checkpoints sent after the assistant's utterances
         self.played: list[str] = []  # checkpoints Vobiz reported as played
         self._sample_rate = VOBIZ_SAMPLE_RATE
         self._input_resampler = create_stream_resampler()
@@ -52,6 +59,12 @@ class VobizFrameSerializer(FrameSerializer):
     def checkpoint(self, name: str) -> dict[str, Any]:
         """A checkpoint message: Vobiz answers `playedStream` once audio before it has played."""
         return {"event": "checkpoint", "streamId": self.stream_id, "name": name}
+
+    def next_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint after the assistant's next utterance: `utterance-1`, `utterance-2`, …"""
+        name = f"utterance-{len(self.sent) + 1}"
+        self.sent.append(name)
+        return self.checkpoint(name)
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
         if isinstance(frame, InterruptionFrame):
@@ -116,3 +129,22 @@ class VobizFrameSerializer(FrameSerializer):
         if event == "playedStream":
             self.played.append(str(message.get("name", "")))
         return None
+
+
+class CheckpointAfterSpeech(FrameProcessor):
+    """Between the TTS and the output transport: follows the audio of each utterance (its
+    `TTSStoppedFrame`) with the serializer's next checkpoint, which the output transport
+    sends once the audio queued before it has been written. A barge-in that drops the
+    utterance's queued audio drops its checkpoint too (uninterruptible speech keeps both)."""
+
+    def __init__(self, serializer: VobizFrameSerializer) -> None:
+        super().__init__(enable_direct_mode=True)  # no queue or task of its own per frame
+        self.serializer = serializer
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, TTSStoppedFrame) and direction == FrameDirection.DOWNSTREAM:
+            checkpoint = OutputTransportMessageFrame(message=self.serializer.next_checkpoint())
+            checkpoint.interruptible = frame.interruptible
+            await self.push_frame(checkpoint)

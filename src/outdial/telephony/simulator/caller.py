@@ -88,6 +88,7 @@ class Conversation:
     said: list[str] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
     clears: int = 0  # barge-in: the service told the carrier to drop queued audio
+    checkpoints: list[str] = field(default_factory=list)  # Vobiz checkpoints, in order
     audio_seconds: float = 0.0  # how much of the assistant's audio arrived
     close_code: int | None = None
 
@@ -97,6 +98,7 @@ class Conversation:
             "said": self.said,
             "heard": self.heard,
             "clears": self.clears,
+            "checkpoints": self.checkpoints,
             "audio_seconds": round(self.audio_seconds, 3),
             "close_code": self.close_code,
         }
@@ -158,6 +160,7 @@ class Line:
             elif event == "mark":  # Twilio echoes a mark once the audio before it played
                 await self.send_json({**message, "sequenceNumber": str(self.sequence)})
             elif event == "checkpoint":
+                conversation.checkpoints.append(str(message.get("name")))
                 await self.send_json({"event": "playedStream", "name": message.get("name")})
 
     def speak(self, text: str) -> None:
