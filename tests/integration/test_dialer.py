@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
-from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
+from tests.conftest import POSTGRES_URL
+from tests.dialing import (
+    HUMANS_ONLY,
+    Service,
+    campaign_when,
+    fresh_database,
+    running_service,
+    wait_for,
+)
 from tests.support import Tenant, numbers
 
 from outdial.campaign.state import RECIPIENT_FINAL
@@ -181,3 +190,21 @@ async def test_callbacks_find_a_call_whose_provider_id_was_never_stored(service:
     ended = await tenant.ok("GET", f"/calls/{call['id']}")
     assert ended["status"] == "completed"
     assert ended["provider_call_sid"] == call["provider_call_sid"]
+
+
+async def test_a_paced_round_claims_again_once_its_dials_are_out(
+    backend: str, tmp_path: Path
+) -> None:
+    """Pacing lets a round claim only what can be dialed in the next two seconds; once those
+    dials are out the campaign is claimed again at once, not at the next sweep (a minute
+    here), though no call has ended to wake the dialer."""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_sweep_seconds=60) as service,
+    ):
+        await service.scenario(**HUMANS_ONLY, ring_seconds=[0.05, 0.1], talk_seconds=[30, 30])
+        tenant = await service.tenant()
+        paced = await tenant.phone_number(calls_per_second=5)  # ten dials a round
+        await campaign_of(tenant, 25, max_concurrency=25, phone_number_id=paced["id"])
+        # 25 dials at 5 a second: about five seconds, in three rounds.
+        await wait_for(lambda: _placed_at_least(service, 25), timeout=20)

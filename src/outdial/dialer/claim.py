@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -48,6 +48,9 @@ class DialJob:
     reset_breaker: bool = False  # the campaign had refused dials: a success resets the count
     window: hours.Window | None = None  # calling hours, checked again at the moment of the dial
     pre_dial: PreDialRequest | None = None  # the account's pre-dial check is asked this
+    # The last job of a round that left slots it could not fill yet (pacing, or the batch
+    # limit): once it is sent, the campaign is claimed again.
+    claim_again: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,11 @@ def pace(number: PhoneNumber, count: int, now: datetime) -> list[datetime]:
     return times
 
 
-def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -> int:
+def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -> tuple[int, bool]:
+    """The slots a round may fill, and whether pacing (not concurrency) limits them."""
     free = campaign.max_concurrency - counts["dialing"] - counts["in_progress"]
     within_horizon = max(1, int(number.calls_per_second * PACING_HORIZON.total_seconds()))
-    return max(0, min(free, within_horizon))
+    return max(0, min(free, within_horizon)), within_horizon < free
 
 
 async def claim(
@@ -157,7 +161,7 @@ async def claim(
             select(PhoneNumber).where(PhoneNumber.id == campaign.phone_number_id).with_for_update()
         )
     ).one()
-    free = slots_for(campaign, counts, number)
+    free, paced = slots_for(campaign, counts, number)
     if free == 0:
         return []
     window = hours.parse(campaign.calling_hours)
@@ -169,7 +173,8 @@ async def claim(
         await session.get(PreDialCheck, campaign.user_id) is not None,
     )
     ended: list[int] = []
-    for _ in range(MAX_BATCHES):
+    more = paced
+    for batch in range(MAX_BATCHES):
         recipients = await due_recipients(session, campaign.id, now, free - len(jobs))
         ready = await _dialable(session, campaign, window, recipients, now, deltas, daily_cap)
         ended += [r.id for r in recipients if r.status in ("skipped", "expired")]
@@ -180,6 +185,9 @@ async def claim(
         await session.flush()  # the next batch's query must see these changes
         if len(ready) == len(recipients) or len(jobs) == free:
             break
+        more = more or batch == MAX_BATCHES - 1  # put-off recipients used up the batches
+    if jobs and more:
+        jobs[-1] = replace(jobs[-1], claim_again=True)
     if jobs:
         deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
     await campaign_repository.add_counts(session, campaign.id, deltas)

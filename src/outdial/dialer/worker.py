@@ -130,8 +130,10 @@ class Dialer:
             self._spawn(self._send(job))
 
     async def _send(self, job: claiming.DialJob) -> None:
-        await self.sender.send(job)
-        if job.campaign_id:
+        sent = await self.sender.send(job)
+        # A dial given back freed its slot; a round that left slots for later wants another.
+        # (A slot freed by a call's end wakes the dialer through its callback.)
+        if job.campaign_id and (job.claim_again or not sent):
             self.wakeup.campaign(job.campaign_id)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
