@@ -2,12 +2,13 @@
 voice pipeline's own added latency per turn (fake STT/LLM/TTS, Twilio Media Streams JSON).
 
 A real `outdial serve` process (SQLite, simulated telephony, `OUTDIAL_VOICE_SERVICES=fake`,
-no dialer) and, in this process, N WebSocket clients that play the carrier and the person:
-each opens `/telephony/twilio/media` for a call row written straight into the database
-(`in_progress`, answered by a human, a known stream secret, as tests/integration/
-test_voice_media.py does), sends a 20 ms μ-law frame every 20 ms for the whole call (silence,
-or a line carried as `fake_speech` audio), listens to the assistant's audio, and speaks its
-next line once the assistant's reply has played out (plus a short pause).
+no dialer; with `--workers N`, N processes on PostgreSQL) and, in this process, N WebSocket
+clients that play the carrier and the person: each opens `/telephony/twilio/media` for a
+call row written straight into the database (`in_progress`, answered by a human, a known
+stream secret, as tests/integration/ test_voice_media.py does), sends a 20 ms μ-law frame
+every 20 ms for the whole call (silence, or a line carried as `fake_speech` audio), listens
+to the assistant's audio, and speaks its next line once the assistant's reply has played out
+(plus a short pause).
 
 Measured, for each N, over the window in which all N calls are talking:
 
@@ -22,6 +23,7 @@ Measured, for each N, over the window in which all N calls are talking:
   response time (the server's event loop), and how late the client's own 20 ms sends were.
 
     .venv/bin/python -m bench.media [--sizes 5,10,25,50,100,150] [--seconds 20]
+    bash bench/run media --workers 2 [...]     # two server processes, on PostgreSQL
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import itertools
 import json
 import os
 import secrets
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from typing import Any
 
 import httpx
 import psutil
+from sqlalchemy import select
+from tests.dialing import fresh_database
 from tests.processes import Cluster, wait_until_up
 
 from bench.common import describe, load, percentile
@@ -312,19 +315,19 @@ async def _hang_up(session: Session) -> None:
         await session.socket.close()
 
 
-def _stored(path: Path, ids: list[str]) -> tuple[int, list[float], collections.Counter[str]]:
+async def _stored(url: str, ids: list[str]) -> tuple[int, list[float], collections.Counter[str]]:
     """Calls whose conversation is stored, their server-side turn latencies (s), end reasons."""
-    marks = ",".join("?" * len(ids))
-    with sqlite3.connect(path) as connection:
-        rows = connection.execute(
-            f"SELECT summary, per_turn_latency, ended_reason FROM calls WHERE id IN ({marks})",
-            ids,
-        ).fetchall()
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            query = select(Call.summary, Call.per_turn_latency, Call.ended_reason).where(
+                Call.id.in_(ids)
+            )
+            rows = (await session.execute(query)).all()
+    finally:
+        await engine.dispose()
     latencies = [
-        turn["ms"] / 1000
-        for summary, turns, _ in rows
-        if summary
-        for turn in json.loads(turns or "[]")
+        turn["ms"] / 1000 for summary, turns, _ in rows if summary for turn in (turns or [])
     ]
     reasons = collections.Counter(str(reason) for summary, _, reason in rows if summary)
     return sum(1 for summary, _, _ in rows if summary), latencies, reasons
@@ -340,7 +343,6 @@ async def level(
     wait: float,
 ) -> dict[str, Any]:
     """`count` simultaneous calls talking for `seconds` once all have heard their opening."""
-    db_path = Path(cluster.database_url.split("///", 1)[1])
     ids = await _calls(cluster.database_url, credentials["X-User-ID"], assistant_id, count)
     sessions = [Session(index, call_id) for index, call_id in enumerate(ids)]
     senders, health = Senders(), Health(cluster.api)
@@ -385,7 +387,7 @@ async def level(
     await asyncio.gather(*listeners, health_task, return_exceptions=True)
     drained = time.monotonic() + 60
     while time.monotonic() < drained:
-        stored, server_latencies, reasons = _stored(db_path, ids)
+        stored, server_latencies, reasons = await _stored(cluster.database_url, ids)
         if stored == count:
             break
         await asyncio.sleep(0.5)
@@ -470,6 +472,13 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=60)
     parser.add_argument("--latency-sessions", type=int, default=1)
     parser.add_argument("--responsiveness", default="instant", choices=END_OF_TURN_SECONDS)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (`outdial serve --workers N`; more than one needs PostgreSQL)",
+    )
+    parser.add_argument("--postgres-url", default=os.environ.get("OUTDIAL_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     print("\n".join(await describe(None)))
     wait = END_OF_TURN_SECONDS[args.responsiveness]
@@ -484,43 +493,49 @@ async def main() -> None:
             "OUTDIAL_WEBHOOKS": "false",
         }
     )
+    if args.workers > 1 and not args.postgres_url:
+        raise SystemExit("--workers > 1 needs PostgreSQL: run it through `bash bench/run media`")
     with tempfile.TemporaryDirectory(prefix="outdial-bench-media-") as tmp:
         workdir = Path(tmp)
-        cluster = Cluster(f"sqlite+aiosqlite:///{workdir / 'media.db'}", workdir)
-        try:
-            cluster.run("migrate")
-            cluster.spawn("api", "serve", "--no-local-key")
-            await wait_until_up(f"{cluster.api}/health")
-            credentials = cluster.credentials()
-            async with httpx.AsyncClient(
-                base_url=cluster.api, headers=credentials, timeout=30
-            ) as api:
-                response = await api.post(
-                    "/assistants",
-                    json={
-                        "name": "Ava",
-                        "first_message": OPENING,
-                        "speech_settings": {"responsiveness": args.responsiveness},
-                    },
-                )
-                response.raise_for_status()
-                assistant_id = response.json()["id"]
-            server = psutil.Process(cluster.processes["api"].pid)
-            run = (cluster, server, credentials, assistant_id)
-            quiet = await level(*run, args.latency_sessions, args.latency_seconds, wait)
-            _print(f"turn latency, {args.latency_sessions} session(s)", quiet)
-            results = []
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                result = await level(*run, size, args.seconds, wait)
-                _print(f"{size} concurrent sessions", result)
-                results.append(result)
-            kept = [r["sessions"] for r in results if keeps_up(r)]
-            print(f"\nlargest N kept up: {max(kept) if kept else 'none'}")
-        except Exception:
-            print(cluster.logs())
-            raise
-        finally:
-            cluster.stop()
+        backend = "postgresql" if args.workers > 1 else "sqlite"
+        async with fresh_database(backend, workdir, args.postgres_url) as url:
+            await _run(args, wait, Cluster(url, workdir, api_processes=args.workers))
+
+
+async def _run(args: argparse.Namespace, wait: float, cluster: Cluster) -> None:
+    """Start the server, make the assistant, measure each size."""
+    try:
+        cluster.run("migrate")
+        cluster.spawn("api", "serve", "--no-local-key", "--workers", str(args.workers))
+        await wait_until_up(f"{cluster.api}/health")
+        credentials = cluster.credentials()
+        async with httpx.AsyncClient(base_url=cluster.api, headers=credentials, timeout=30) as api:
+            response = await api.post(
+                "/assistants",
+                json={
+                    "name": "Ava",
+                    "first_message": OPENING,
+                    "speech_settings": {"responsiveness": args.responsiveness},
+                },
+            )
+            response.raise_for_status()
+            assistant_id = response.json()["id"]
+        server = psutil.Process(cluster.processes["api"].pid)
+        run = (cluster, server, credentials, assistant_id)
+        quiet = await level(*run, args.latency_sessions, args.latency_seconds, wait)
+        _print(f"turn latency, {args.latency_sessions} session(s)", quiet)
+        results = []
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            result = await level(*run, size, args.seconds, wait)
+            _print(f"{size} concurrent sessions", result)
+            results.append(result)
+        kept = [r["sessions"] for r in results if keeps_up(r)]
+        print(f"\nlargest N kept up: {max(kept) if kept else 'none'}")
+    except Exception:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
 
 
 if __name__ == "__main__":

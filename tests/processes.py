@@ -31,6 +31,7 @@ class Cluster:
     simulator_port: int = field(default_factory=free_port)
     secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
     embedded_dialer: bool = False  # a dialer inside the API process (the SQLite layout)
+    api_processes: int = 1  # `outdial serve --workers N`
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -84,7 +85,7 @@ class Cluster:
             "simulator", "simulator", "--port", str(self.simulator_port), "--scenario", str(path)
         )
         self.run("migrate")
-        self.spawn("api", "serve", "--no-local-key")
+        self.spawn("api", "serve", "--no-local-key", "--workers", str(self.api_processes))
         for index in range(workers):
             self.spawn(f"worker{index}", "worker")
         await wait_until_up(f"{self.simulator}/_sim/stats")

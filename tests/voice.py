@@ -12,17 +12,26 @@ PERSON = "+14155550177"
 OPENING = "Hi Ann, this is Ava about your renewal."
 
 
-async def talk_campaign(
+def acting(assistant: dict[str, Any] | None) -> dict[str, Any]:
+    """Assistant fields whose hang-up and transfer act at once (`confirm_required` off)
+    unless they say otherwise."""
+    fields = dict(assistant or {})
+    fields["call_actions"] = {"confirm_required": False, **(fields.get("call_actions") or {})}
+    return fields
+
+
+async def started_campaign(
     tenant: Tenant,
     provider: str,
     number_id: str | None = None,
     assistant: dict[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A started campaign calling PERSON (metadata name Ann), run until it completes."""
+    """A started campaign calling PERSON (metadata name Ann). Its assistant acts without
+    asking first unless `assistant` sets `confirm_required`."""
     if number_id is None:
         number_id = (await tenant.phone_number(provider=provider, calls_per_second=100))["id"]
-    made = await tenant.assistant(system_instruction="You sell renewals.", **(assistant or {}))
+    made = await tenant.assistant(system_instruction="You sell renewals.", **acting(assistant))
     campaign = await tenant.campaign(
         assistant_id=made["id"],
         phone_number_id=number_id,
@@ -32,6 +41,18 @@ async def talk_campaign(
         **fields,
     )
     await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    return dict(campaign)
+
+
+async def talk_campaign(
+    tenant: Tenant,
+    provider: str,
+    number_id: str | None = None,
+    assistant: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """`started_campaign`, run until it completes."""
+    campaign = await started_campaign(tenant, provider, number_id, assistant, **fields)
     await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 60)
     return campaign
 

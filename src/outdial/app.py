@@ -35,6 +35,12 @@ from outdial.webhook.endpoints import router as webhook_router
 log = logging.getLogger("outdial")
 
 
+def create_worker_app() -> FastAPI:
+    """One process of `outdial serve --workers N`: settings from the environment; the
+    parent has migrated the database and made the secret key."""
+    return create_app(Settings(), run_migrations=False)
+
+
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     settings = settings or Settings()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_FINAL
@@ -195,3 +196,21 @@ async def test_a_worker_killed_mid_campaign_loses_nothing(cluster: Cluster) -> N
         cluster.spawn("worker2", "worker")
         campaign = await completed(api, campaign_id, timeout=240)
     await check_ledger(cluster, campaign, max_attempts=1)
+
+
+async def test_an_api_served_by_two_processes_runs_a_campaign(cluster: Cluster) -> None:
+    """`outdial serve --workers 2`, each process with its embedded dialer: the callbacks land
+    on either process, the two dialers share the campaign, and the ledger is exact."""
+    cluster.embedded_dialer, cluster.api_processes = True, 2
+    await cluster.start(SCENARIO, workers=0)
+    serving = psutil.Process(cluster.processes["api"].pid)
+    processes = [p for p in serving.children(recursive=True) if "python" in p.name().lower()]
+    assert len(processes) >= 2, cluster.logs()
+    async with client(cluster) as api:
+        campaign_id = await start_campaign(api, 120, max_concurrency=7)
+        campaign = await completed(api, campaign_id, timeout=120)
+    async with httpx.AsyncClient(base_url=cluster.simulator) as sim:
+        seen = (await sim.get("/_sim/stats")).json()
+    assert seen["peak_by_from"]["+14155550123"] <= 7
+    await check_ledger(cluster, campaign, max_attempts=1)
+    assert campaign["ended_reason"] == "all_recipients_done"

@@ -168,3 +168,89 @@ async def test_no_transfer_without_a_transfer_number(service: Service) -> None:
 async def test_the_vobiz_transfer_document_needs_the_calls_secret(service: Service) -> None:
     response = await service.http.post("/telephony/transfer/call_doesnotexist/nope")
     assert response.status_code == 403
+
+
+ASKING = {"call_actions": {"confirm_required": True}}
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_confirmed_hang_up_goes_ahead(service: Service, provider: str) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Goodbye", "Yes please", "Hello?"])
+    tenant = await service.tenant()
+    campaign = await talk_campaign(tenant, provider, assistant=ASKING)
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", "Goodbye"),
+        ("assistant", actions.CONFIRM_HANG_UP),
+        ("user", "Yes please"),
+        ("assistant", actions.HANG_UP_GOODBYE),
+    ]
+    assert await hung_up_through_provider(service, call["id"])
+
+
+async def test_a_declined_hang_up_lets_the_conversation_go_on(service: Service) -> None:
+    script = ["Goodbye", "No, not yet", "I would like the gold plan"]
+    await service.scenario(**HUMANS_ONLY, caller_script=script)
+    tenant = await service.tenant()
+    campaign = await talk_campaign(tenant, "twilio", assistant=ASKING)
+    call = await the_call(tenant, campaign["id"], "customer_hung_up")
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", "Goodbye"),
+        ("assistant", actions.CONFIRM_HANG_UP),
+        ("user", "No, not yet"),
+        ("assistant", actions.CONFIRM_DECLINED),
+        ("user", "I would like the gold plan"),
+        ("assistant", "Thanks, I heard: I would like the gold plan."),
+    ]
+    assert not await hung_up_through_provider(service, call["id"])
+
+
+async def test_an_unclear_answer_drops_the_hang_up_and_is_answered(service: Service) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Goodbye", "What is the price?"])
+    tenant = await service.tenant()
+    campaign = await talk_campaign(tenant, "twilio", assistant=ASKING)
+    call = await the_call(tenant, campaign["id"], "customer_hung_up")
+    assert spoken(call)[2:] == [
+        ("assistant", actions.CONFIRM_HANG_UP),
+        ("user", "What is the price?"),
+        ("assistant", "Thanks, I heard: What is the price."),
+    ]
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_transfer_waits_for_the_accounts_own_yes(service: Service, provider: str) -> None:
+    script = ["Can you transfer me to someone?", "Absolutely", "Hello?"]
+    await service.scenario(**HUMANS_ONLY, caller_script=script)
+    tenant = await service.tenant()
+    asking = {
+        "call_actions": {
+            "confirm_required": True,
+            "confirm_yes": ["absolutely"],
+            "confirm_no": ["never"],
+            "transfer_number": TRANSFER_TO,
+        }
+    }
+    campaign = await talk_campaign(tenant, provider, assistant=asking)
+    call = await the_call(tenant, campaign["id"], "transferred")
+    assert spoken(call) == [
+        ("assistant", OPENING),
+        ("user", script[0]),
+        ("assistant", actions.CONFIRM_TRANSFER),
+        ("user", "Absolutely"),
+        ("assistant", actions.TRANSFER_HOLD),
+    ]
+    response = await service.http.get(f"/_simulator/_sim/calls/{call['provider_call_sid']}")
+    assert response.json()["transferred_to"] == TRANSFER_TO
+
+
+async def test_an_opt_out_never_waits_for_a_confirmation(service: Service) -> None:
+    await service.scenario(**HUMANS_ONLY, caller_script=["Please stop calling me", "Yes"])
+    tenant = await service.tenant()
+    campaign = await talk_campaign(tenant, "twilio", assistant=ASKING)
+    call = await the_call(tenant, campaign["id"], "assistant_hung_up")
+    assert spoken(call)[1:] == [
+        ("user", "Please stop calling me"),
+        ("assistant", actions.OPT_OUT_GOODBYE),
+    ]

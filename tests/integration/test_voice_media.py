@@ -16,9 +16,12 @@ from sqlalchemy import func, select
 from tests.dialing import Service, wait_for
 
 from outdial.database import write_transaction
+from outdial.dialer import store
 from outdial.ids import new_id
-from outdial.models import Call, CallEvent
+from outdial.models import Call, CallEvent, utcnow
+from outdial.telephony.base import CallState
 from outdial.telephony.simulator import caller
+from outdial.voice import service as voice_service
 
 SECRET = "s3cret-for-this-call"
 
@@ -66,12 +69,47 @@ async def talk(
     )
 
 
-async def provider_ends(service: Service, call_id: str) -> None:
-    """What the provider's final callback does (the voice runtime waits for it)."""
+async def provider_ends(service: Service, call_id: str, state: str = "completed") -> None:
+    """What the provider's final callback does to the call (as the webhook applies it)."""
     async with write_transaction(service.app.state.sessionmaker) as session:
-        call = await session.get(Call, call_id)
+        call = await store.lock_call(session, call_id)
         assert call is not None
-        call.status, call.ended_reason = "completed", "completed"
+        assert await store.finish_call(session, call, CallState(state), utcnow())
+
+
+async def ended_reason(service: Service, call_id: str) -> str | None:
+    async with service.app.state.sessionmaker() as session:
+        return await session.scalar(select(Call.ended_reason).where(Call.id == call_id))
+
+
+@pytest.mark.parametrize("talk_first", [True, False])
+async def test_the_conversation_names_what_ended_it_whichever_comes_first(
+    service: Service, talk_first: bool
+) -> None:
+    """The stream's end and the provider's final callback race; either way the call's
+    ended_reason is the conversation's, at once, without waiting for the other."""
+    sessionmaker = service.app.state.sessionmaker
+    person = await live_call(service, "twilio")
+    if talk_first:
+        await voice_service.talk_ended(sessionmaker, person, "assistant_hung_up")
+        assert await ended_reason(service, person) is None  # the call is still live
+        await provider_ends(service, person)
+    else:
+        await provider_ends(service, person)
+        assert await ended_reason(service, person) == "completed"
+        await voice_service.talk_ended(sessionmaker, person, "assistant_hung_up")
+    assert await ended_reason(service, person) == "assistant_hung_up"
+
+    # A call that did not end as a conversation keeps the provider's reason, in either order.
+    for state, answered_by in (("failed", "human"), ("completed", "machine")):
+        other = await live_call(service, "twilio", answered_by=answered_by)
+        if talk_first:
+            await voice_service.talk_ended(sessionmaker, other, "customer_hung_up")
+            await provider_ends(service, other, state)
+        else:
+            await provider_ends(service, other, state)
+            await voice_service.talk_ended(sessionmaker, other, "customer_hung_up")
+        assert await ended_reason(service, other) not in (None, "customer_hung_up")
 
 
 async def snapshot(service: Service, call_id: str) -> tuple[Any, ...]:

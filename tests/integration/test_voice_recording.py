@@ -19,6 +19,7 @@ import pytest
 import soundfile
 from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
 from tests.support import Tenant
+from tests.voice import acting
 
 from outdial.voice import fake_speech
 
@@ -42,7 +43,7 @@ async def recorded_call(
     """A campaign's one conversation, once stored; `recording` is the assistant's setting."""
     number = await tenant.phone_number(provider=provider, calls_per_second=100)
     fields = {"recording": recording} if recording is not None else {}
-    assistant = await tenant.assistant(system_instruction="You sell renewals.", **fields)
+    assistant = await tenant.assistant(system_instruction="You sell renewals.", **acting(fields))
     campaign = await tenant.campaign(
         assistant_id=assistant["id"],
         phone_number_id=number["id"],

@@ -96,3 +96,54 @@ def test_the_transfer_documents_dial_the_number_from_the_calls_number() -> None:
 def test_the_fake_llm_asks_for_a_transfer(said: str, tool: str) -> None:
     assert fake_tool_call(said, BOTH | {"transfer"}) == tool
     assert fake_tool_call(said, BOTH) is None
+
+
+@pytest.mark.parametrize(
+    ("said", "yes", "no", "answer"),
+    [
+        ("Yes please", [], [], True),
+        ("YEAH, sure.", [], [], True),
+        ("No, please don't", [], [], False),  # a no wins
+        ("I'm not sure", [], [], False),
+        ("What is the price?", [], [], None),
+        ("yesterday was fine", [], [], None),  # whole words only
+        ("Absolutely!", ["absolutely"], ["never"], True),
+        ("Yes", ["absolutely"], ["never"], None),  # the account's words replace the defaults
+        ("Go ahead then", [], [], True),  # phrases match as whole words
+    ],
+)
+def test_confirmation_answers(
+    said: str, yes: list[str], no: list[str], answer: bool | None
+) -> None:
+    assert actions.confirmation(said, yes, no) is answer
+
+
+def test_a_warm_transfer_dials_with_a_briefing_for_the_colleague() -> None:
+    from outdial.voice import transfer
+
+    url = "https://x.test/telephony/transfer/call_1/tok/whisper"
+    assert transfer.twilio_twiml("+14155550999", "+14155550123", url) == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+14155550123">'
+        f'<Number url="{url}" method="POST">+14155550999</Number></Dial></Response>'
+    )
+    assert transfer.vobiz_xml("+14155550999", None, url) == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response>'
+        f'<Dial confirmSound="{url}" confirmKey="1"><Number>+14155550999</Number></Dial>'
+        "</Response>"
+    )
+    turns = [
+        {"role": "assistant", "text": "Hi Ann!"},
+        {"role": "user", "text": "Tell me about <gold> & more?"},
+    ]
+    said = transfer.briefing("+14155550177", "Ann", turns)
+    assert said == (
+        "Transferred call from Ann at +14155550177. The assistant said: Hi Ann. "
+        "They said: Tell me about <gold> & more."
+    )
+    assert "&lt;gold&gt; &amp; more" in transfer.whisper_document("twilio", said)
+    assert transfer.whisper_document("vobiz", said).endswith(
+        "Press 1 to take the call.</Speak></Response>"
+    )
+    assert transfer.briefing("+14155550177", None, []) == (
+        "Transferred call from +14155550177. Nothing was said yet."
+    )

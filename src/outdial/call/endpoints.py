@@ -17,6 +17,7 @@ from outdial.idempotency import service as idempotency_service
 from outdial.idempotency.dependencies import Idempotency
 from outdial.models import Call as CallRow
 from outdial.schemas import Page, page_params, set_total
+from outdial.voice import transfer
 
 router = APIRouter(prefix="/calls", tags=["calls"])
 
@@ -111,8 +112,15 @@ async def create_call(
 async def update_call(
     call_id: str, body: CallUpdate, request: Request, session: Session, user_id: UserId
 ) -> Call:
-    call = await service.update(session, user_id, call_id, body)
+    """Label a call; hang a live call up; or transfer a live call answered by a person to
+    `to` (default: the assistant's `call_actions.transfer_number`), `cold` or `warm`."""
+    state = request.app.state
+    region = state.settings.default_region
+    call, target = await service.update(session, user_id, call_id, body, region)
     await session.commit()
     if body.action == "hangup":
-        await control.hang_up(request.app.state.sessionmaker, request.app.state.carriers, [call.id])
+        await control.hang_up(state.sessionmaker, state.carriers, [call.id])
+    if target is not None:
+        base = state.settings.resolved_public_base_url
+        await transfer.request(state.sessionmaker, state.carriers, base, call.id, target)
     return to_schema(call)

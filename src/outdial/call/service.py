@@ -20,6 +20,8 @@ from outdial.models.call import LIVE_STATUSES
 from outdial.phones import InvalidPhoneNumber, normalize_e164
 from outdial.repository import get_owned
 from outdial.schemas import Page
+from outdial.voice import transfer as voice_transfer
+from outdial.voice.transfer import Transfer
 
 
 async def get(session: AsyncSession, user_id: str, call_id: str) -> Call:
@@ -106,14 +108,51 @@ async def _check_allowed(
         )
 
 
-async def update(session: AsyncSession, user_id: str, call_id: str, body: CallUpdate) -> Call:
-    """Label changes; `hangup` needs a live call (the hang-up itself happens after commit)."""
+async def update(
+    session: AsyncSession, user_id: str, call_id: str, body: CallUpdate, region: str
+) -> tuple[Call, Transfer | None]:
+    """Label changes; `hangup` and `transfer` need a live call (the provider acts after
+    commit). For a transfer, where the call goes (`to`, else the assistant's
+    `call_actions.transfer_number`) and how (`mode`, else its `transfer_mode`)."""
     call = await get(session, user_id, call_id)
-    if "label" in body.model_fields_set:
-        call.label = body.label
+    target = None
     if body.action == "transfer":
-        raise Conflict("Transfers need the voice runtime, which this server does not run yet")
+        if call.status != "in_progress" or call.answered_by == "machine":
+            raise Conflict(
+                f"Call is {call.status}: only a live call answered by a person can be transferred"
+            )
+        target = await _transfer_target(session, call, body, region)
     if body.action == "hangup" and call.status not in LIVE_STATUSES:
         raise Conflict(f"Call is {call.status}: only a live call can be hung up")
+    if "label" in body.model_fields_set:
+        call.label = body.label
     await session.flush()
-    return call
+    return call, target
+
+
+async def _transfer_target(
+    session: AsyncSession, call: Call, body: CallUpdate, region: str
+) -> Transfer:
+    """The call's resolved configuration decides what the request leaves out (the
+    assistant's, before the conversation has stored it)."""
+    config = call.assistant_config
+    if config is None and call.assistant_id is not None:
+        assistant = await session.get(Assistant, call.assistant_id)
+        config = assistant.config if assistant is not None else None
+    actions = (config or {}).get("call_actions") or {}
+    if body.to is not None:
+        try:
+            to = normalize_e164(body.to, region)
+        except InvalidPhoneNumber as exc:
+            raise Invalid(["body", "to"], str(exc)) from None
+    else:
+        default = voice_transfer.e164(actions.get("transfer_number"))
+        if default is None:
+            raise Invalid(
+                ["body", "to"],
+                "to is required: the assistant has no call_actions.transfer_number in E.164",
+            )
+        to = default
+    warm = actions.get("transfer_mode") == voice_transfer.WARM
+    mode = body.mode or (voice_transfer.WARM if warm else voice_transfer.COLD)
+    return Transfer(to, mode)

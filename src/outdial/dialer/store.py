@@ -57,6 +57,7 @@ class CallRow:
     recipient_id: int | None
     dial_started_at: datetime | None
     lease_expires_at: datetime | None
+    talk_ended_reason: str | None = None
 
 
 _CALL_ROW = (
@@ -69,6 +70,7 @@ _CALL_ROW = (
     calls.c.recipient_id,
     calls.c.dial_started_at,
     calls.c.lease_expires_at,
+    calls.c.talk_ended_reason,
 )
 
 
@@ -76,7 +78,7 @@ async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
     row = (
         await session.execute(select(*_CALL_ROW).where(calls.c.id == call_id).with_for_update())
     ).first()
-    return CallRow(*row) if row is not None else None
+    return CallRow(**row._mapping) if row is not None else None
 
 
 async def lock_campaign_shared(session: AsyncSession, campaign_id: str) -> Any:
@@ -257,6 +259,14 @@ async def _recipient_answered(session: AsyncSession, call: CallRow) -> None:
         )
 
 
+def talked(state: CallState | str, answered_by: str | None) -> bool:
+    """A call that ended as a conversation: completed, with a person (or no verdict) on the
+    line. Its ended_reason is the conversation's (customer_hung_up, transferred, …) rather
+    than the provider's generic end."""
+    status = state.value if isinstance(state, CallState) else state
+    return status == CallState.COMPLETED.value and answered_by != Verdict.MACHINE.value
+
+
 async def finish_call(
     session: AsyncSession,
     call: CallRow,
@@ -281,6 +291,9 @@ async def finish_call(
         values["duration_seconds"] = max(0, round((now - call.answered_at).total_seconds()))
     outcome = attempt_outcome(state, call.answered_by, call.answered_at is not None)
     values["ended_reason"] = (reason or ENDED_REASONS[outcome])[:40]
+    if call.talk_ended_reason and talked(state, call.answered_by):
+        # The conversation ended first and said why (voice/service.talk_ended).
+        values["ended_reason"] = call.talk_ended_reason
     await _update_call(session, call.id, **values)
     await webhook_events.emit_call(session, call.id, "call.ended")
     if call.recipient_id is not None and call.campaign_id is not None:

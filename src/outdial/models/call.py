@@ -56,6 +56,9 @@ class Call(Base):
     answered_by: Mapped[str | None] = mapped_column(String(20))
     provider_call_sid: Mapped[str | None] = mapped_column(String(64))
     ended_reason: Mapped[str | None] = mapped_column(String(40))
+    # What ended the conversation (the voice runtime's reason: customer_hung_up, …), kept for
+    # the provider's final callback whichever comes first; see dialer/store.finish_call.
+    talk_ended_reason: Mapped[str | None] = mapped_column(String(40))
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -7,7 +7,10 @@ when to use them, from their descriptions):
 |---|---|---|
 | `opt_out` | always | lists the number as do-not-call, says a goodbye, ends the call |
 | `hang_up` | `call_actions.enabled` and `allow_hangup` | says a goodbye, ends the call |
-| `transfer` | `enabled`, `allow_transfer`, `transfer_number` | a hold line, then a cold transfer |
+| `transfer` | `enabled`, `allow_transfer`, `transfer_number` | a hold line, then the transfer |
+
+With `call_actions.confirm_required`, `hang_up` and `transfer` ask first and act on a yes in
+the person's next turn (`ConfirmGate`); `opt_out` never waits.
 
 With `call_actions.auto_hangup_silence_seconds` (and `enabled`), the assistant ends the call
 when the person has said nothing for that long after the assistant stopped speaking.
@@ -25,13 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.frames.frames import EndFrame, FunctionCallResultProperties, TTSSpeakFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    FunctionCallResultProperties,
+    LLMContextFrame,
+    TTSSpeakFrame,
+)
 from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import FunctionCallParams
 
 log = logging.getLogger("outdial.voice")
@@ -50,6 +61,12 @@ HANG_UP_GOODBYE = "Thank you for your time. Goodbye!"
 SILENCE_GOODBYE = "I can't hear anyone, so I will end the call now. Goodbye!"
 TRANSFER_HOLD = "Please hold while I transfer your call."
 TRANSFER_FAILED = "Sorry, I could not transfer your call. Goodbye!"
+CONFIRM_HANG_UP = "Just to confirm: shall I end the call now?"
+CONFIRM_TRANSFER = "Just to confirm: shall I transfer you to a colleague?"
+CONFIRM_DECLINED = "Alright, let's continue."
+# Words counted as an answer to a confirmation when `confirm_yes` / `confirm_no` are empty.
+DEFAULT_YES = ("yes", "yeah", "yep", "sure", "please", "ok", "okay", "correct", "go ahead")
+DEFAULT_NO = ("no", "nope", "not", "don't", "do not", "wait")
 HOLD_PLAY_SECONDS = 15.0  # the hold line has played by then, or the transfer goes ahead
 
 OPT_OUT_DESCRIPTION = (
@@ -124,6 +141,11 @@ class Ending:
         if self._begin(reason):
             await self._worker.queue_frames([TTSSpeakFrame(goodbye), EndFrame()])
 
+    async def say(self, text: str) -> None:
+        """A line of the assistant's own that ends nothing (a confirmation question)."""
+        if self.reason is None and self._conversation.ended_reason is None:
+            await self._worker.queue_frames([TTSSpeakFrame(text)])
+
     def transfer(self, transfer: Transfer) -> None:
         """Say the hold line, let the provider transfer the call, end the pipeline (in a task
         of its own: a tool handler is cancelled when the person speaks)."""
@@ -177,11 +199,86 @@ class Ending:
         return True
 
 
+def _words(text: str) -> str:
+    cleaned = re.sub(r"[^\w' ]+", " ", text.lower().replace("\u2019", "'"))
+    return f" {' '.join(cleaned.split())} "
+
+
+def confirmation(text: str, yes: list[str], no: list[str]) -> bool | None:
+    """The person's answer to a confirmation: True (yes), False (no), None (neither).
+
+    Words and phrases match whole words, in any case; a "no" word wins over a "yes" word
+    ("no, please don't"). Empty lists mean the defaults."""
+    said = _words(text)
+
+    def says(phrases: list[str]) -> bool:
+        return any(_words(p).strip() and _words(p) in said for p in phrases)
+
+    if says(no or list(DEFAULT_NO)):
+        return False
+    if says(yes or list(DEFAULT_YES)):
+        return True
+    return None
+
+
+def _last_user_text(frame: LLMContextFrame) -> str:
+    for message in reversed(frame.context.get_messages()):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+class ConfirmGate(FrameProcessor):
+    """Between the user aggregator and the LLM: with `call_actions.confirm_required`, a
+    hang-up or transfer waits for the person's next turn. Yes: it goes ahead; no: the
+    assistant says it continues; anything else: it is dropped and the turn is answered."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        actions = config["call_actions"]
+        self.required = bool(actions.get("confirm_required"))
+        self._yes = [w for w in actions.get("confirm_yes") or [] if w.strip()]
+        self._no = [w for w in actions.get("confirm_no") or [] if w.strip()]
+        self._pending: Callable[[], Awaitable[None]] | None = None
+
+    def ask(self, act: Callable[[], Awaitable[None]]) -> None:
+        self._pending = act
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if self._pending is not None and isinstance(frame, LLMContextFrame):
+            act, self._pending = self._pending, None
+            answer = confirmation(_last_user_text(frame), self._yes, self._no)
+            if answer is True:
+                await act()
+                return
+            if answer is False:
+                await self.push_frame(TTSSpeakFrame(CONFIRM_DECLINED), direction)
+                return
+        await self.push_frame(frame, direction)
+
+
 def register(
-    llm: Any, ending: Ending, opt_out: OptOut | None, transfer: Transfer | None = None
+    llm: Any,
+    ending: Ending,
+    opt_out: OptOut | None,
+    transfer: Transfer | None = None,
+    gate: ConfirmGate | None = None,
 ) -> None:
-    """Give the LLM service the tools' handlers (`tools` says which are offered)."""
+    """Give the LLM service the tools' handlers (`tools` says which are offered). With a
+    `gate` that requires it, hanging up and transferring ask the person first; an opt-out
+    never waits (a person asking not to be called is always heard)."""
     done = FunctionCallResultProperties(run_llm=False)
+
+    async def act_or_ask(act: Callable[[], Awaitable[None]], question: str) -> None:
+        if gate is None or not gate.required:
+            await act()
+            return
+        gate.ask(act)
+        await ending.say(question)
 
     async def opt_out_tool(params: FunctionCallParams) -> None:
         listed = False
@@ -195,14 +292,21 @@ def register(
         await params.result_callback({"opted_out": True, "newly_listed": listed}, properties=done)
         await ending(ASSISTANT_HUNG_UP, OPT_OUT_GOODBYE)
 
+    async def hang_up() -> None:
+        await ending(ASSISTANT_HUNG_UP, HANG_UP_GOODBYE)
+
+    async def hand_over() -> None:
+        if transfer is not None:
+            ending.transfer(transfer)
+
     async def hang_up_tool(params: FunctionCallParams) -> None:
         await params.result_callback({"hung_up": True}, properties=done)
-        await ending(ASSISTANT_HUNG_UP, HANG_UP_GOODBYE)
+        await act_or_ask(hang_up, CONFIRM_HANG_UP)
 
     async def transfer_tool(params: FunctionCallParams) -> None:
         await params.result_callback({"transferring": transfer is not None}, properties=done)
         if transfer is not None:
-            ending.transfer(transfer)
+            await act_or_ask(hand_over, CONFIRM_TRANSFER)
 
     llm.register_function(OPT_OUT, opt_out_tool)
     llm.register_function(HANG_UP, hang_up_tool)

@@ -179,16 +179,29 @@ async def vobiz_media(websocket: WebSocket, call_id: str, secret: str) -> None:
     await converse(websocket, call_id, secret, config, vobiz_serializer(stream_id, call_id))
 
 
-@router.post("/transfer/{call_id}/{secret}")
-async def vobiz_transfer_document(call_id: str, secret: str, request: Request) -> Response:
-    """The document a Vobiz call transferred by its assistant follows (`voice/transfer.py`)."""
+@router.post("/transfer/{call_id}/{token}")
+async def vobiz_transfer_document(call_id: str, token: str, request: Request) -> Response:
+    """The document a transferred Vobiz call follows (`voice/transfer.py`); 403 without the
+    transfer's token."""
     from outdial.voice import transfer
 
-    sessionmaker = request.app.state.sessionmaker
-    if not await _authentic(sessionmaker, "vobiz", call_id, secret):
-        return Response(status_code=403)
-    xml = await transfer.vobiz_document(sessionmaker, call_id)
-    return Response(xml, media_type="application/xml")
+    base = request.app.state.settings.resolved_public_base_url
+    xml = None
+    if is_well_formed(call_id):
+        xml = await transfer.document(request.app.state.sessionmaker, base, call_id, token)
+    return Response(xml, media_type="application/xml") if xml else Response(status_code=403)
+
+
+@router.post("/transfer/{call_id}/{token}/whisper")
+async def transfer_whisper(call_id: str, token: str, request: Request) -> Response:
+    """A warm transfer's briefing, played to the colleague before the person is connected
+    (Twilio `<Number url>`, Vobiz `confirmSound`); 403 without the transfer's token."""
+    from outdial.voice import transfer
+
+    xml = None
+    if is_well_formed(call_id):
+        xml = await transfer.whisper(request.app.state.sessionmaker, call_id, token)
+    return Response(xml, media_type="application/xml") if xml else Response(status_code=403)
 
 
 async def _voicemail_coming(sessionmaker: async_sessionmaker[AsyncSession], call_id: str) -> bool:
@@ -224,7 +237,7 @@ async def converse(
 ) -> None:
     """Run the conversation, then store what it produced."""
     from outdial.voice import pipeline, recorder, transfer
-    from outdial.voice.actions import ENDED_BY_ASSISTANT
+    from outdial.voice.actions import ENDED_BY_ASSISTANT, TRANSFERRED
     from outdial.voice.providers import VoiceConfigError, services_for
 
     settings: Settings = websocket.app.state.settings
@@ -242,8 +255,9 @@ async def converse(
     if number is not None:
         base = settings.resolved_public_base_url
         carriers = websocket.app.state.carriers
+        target = transfer.Transfer(number, transfer.transfer_mode(config))
         transfers = functools.partial(
-            transfer.transfer, sessionmaker, carriers, base, call_id, secret, number
+            transfer.transfer, sessionmaker, carriers, base, call_id, target
         )
     recording = None
     if recorder.wanted(config):
@@ -254,7 +268,13 @@ async def converse(
     conversing = pipeline.build(
         websocket, serializer, config, services, opt_out, transfers, recording
     )
-    conversation = await pipeline.run(conversing)
+    with transfer.talking(call_id, conversing.conversation):
+        conversation = await pipeline.run(conversing)
+    if conversation.ended_reason == "customer_hung_up" and await transfer.transferred(
+        sessionmaker, call_id
+    ):
+        conversation.ended_reason = TRANSFERRED  # through the API: the transfer ended the stream
+    await voice_service.talk_ended(sessionmaker, call_id, conversation.ended_reason or "completed")
     if conversation.ended_reason in ENDED_BY_ASSISTANT:
         # The goodbye has played and the stream is closed; a Vobiz call kept alive is not.
         await voice_service.hang_up(sessionmaker, websocket.app.state.carriers, call_id)

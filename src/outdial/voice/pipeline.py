@@ -1,13 +1,14 @@
 """One call's conversation: the Pipecat pipeline over the provider's media WebSocket.
 
     websocket → serializer → STT → user aggregator (Silero VAD, turn strategies)
-              → end of inbound audio [recorder: caller] → LLM → TTS [Vobiz: checkpoints]
-              → websocket (serializer) → [recorder: assistant] → speaking watcher
-              → assistant aggregator
+              → end of inbound audio [→ recorder: caller] → LLM → TTS [Vobiz: checkpoints]
+              → websocket (serializer) → end of outbound audio [→ recorder: assistant]
+              → speaking watcher → assistant aggregator
 
-The caller's audio goes no further than the user aggregator: nothing after it uses it, and
-each 20 ms frame carried through six more processors' queues and tasks cost more CPU than
-all the rest of a call.
+The caller's audio goes no further than the user aggregator, the assistant's no further
+than the output transport: nothing after them uses it, and every frame carried through
+more processors' queues and tasks costs CPU (the caller's alone, through six more, cost more
+than all the rest of a call).
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -34,9 +35,12 @@ with warnings.catch_warnings():
     from pipecat.frames.frames import (
         BotStartedSpeakingFrame,
         BotStoppedSpeakingFrame,
+        CancelFrame,
+        EndFrame,
         Frame,
         InputAudioRawFrame,
         LLMTextFrame,
+        OutputAudioRawFrame,
         TTSSpeakFrame,
     )
     from pipecat.pipeline.pipeline import Pipeline
@@ -191,6 +195,26 @@ class SpeakingWatcher(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class OutboundAudioEnd(FrameProcessor):
+    """Where the assistant's audio stops, once the output transport has sent it: handed to
+    the recorder, if any, and not passed on (nothing after it uses the audio). The recorder
+    also learns here that the call has ended."""
+
+    def __init__(self, recorder: Recorder | None) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame):
+            if self.recorder is not None:
+                await self.recorder.say(frame)
+            return
+        if isinstance(frame, (EndFrame, CancelFrame)) and self.recorder is not None:
+            self.recorder.end()
+        await self.push_frame(frame, direction)
+
+
 class InboundAudioEnd(FrameProcessor):
     """Where the caller's audio stops: handed to the recorder, if any, and not passed on."""
 
@@ -286,18 +310,20 @@ def build(
         ),
     )
     speaking = SpeakingWatcher(conversation)
+    gate = actions.ConfirmGate(config)
     pipeline = Pipeline(
         [
             transport.input(),
             services.stt,
             aggregators.user(),
             InboundAudioEnd(recorder),
+            gate,
             services.llm,
             SpeechQueueWatcher(conversation),
             services.tts,
             *after_speech(serializer),
             transport.output(),
-            *([recorder.processor()] if recorder is not None else []),
+            OutboundAudioEnd(recorder),
             speaking,
             aggregators.assistant(),
         ]
@@ -310,7 +336,7 @@ def build(
         idle_timeout_secs=None,
     )
     ending = speaking.ending = actions.Ending(worker, conversation)
-    actions.register(services.llm, ending, opt_out, transfer)
+    actions.register(services.llm, ending, opt_out, transfer, gate)
     _wire_events(transport, aggregators, worker, conversation, config)
 
     @aggregators.user().event_handler("on_user_turn_idle")

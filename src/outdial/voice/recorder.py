@@ -31,13 +31,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from pipecat.audio.utils import create_stream_resampler, interleave_stereo_audio, mix_audio
     from pipecat.frames.frames import (
-        CancelFrame,
-        EndFrame,
-        Frame,
         InputAudioRawFrame,
         OutputAudioRawFrame,
     )
-    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from outdial.call import recording as files
 from outdial.voice.fakes import SAMPLE_RATE
@@ -84,24 +80,6 @@ class Tape:
         return caller, assistant
 
 
-class AssistantTap(FrameProcessor):
-    """After the output transport: the assistant's audio as it leaves, and the call's end.
-    (The caller's audio reaches the recorder where the pipeline stops carrying it:
-    `pipeline.InboundAudioEnd`.) Every frame passes on unchanged."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__()
-        self._recorder = recorder
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        if isinstance(frame, OutputAudioRawFrame):
-            await self._recorder.say(frame)
-        elif isinstance(frame, (EndFrame, CancelFrame)):
-            self._recorder.end()
-        await self.push_frame(frame, direction)
-
-
 @dataclass
 class Recorder:
     """One call's recording in progress."""
@@ -122,9 +100,6 @@ class Recorder:
     def __post_init__(self) -> None:
         self._tape = Tape(CHUNK_SECONDS * self.sample_rate * SAMPLE_WIDTH)
 
-    def processor(self) -> AssistantTap:
-        return AssistantTap(self)
-
     async def hear(self, frame: InputAudioRawFrame) -> None:
         """The caller's audio."""
         pcm = await self._input.resample(frame.audio, frame.sample_rate, self.sample_rate)
@@ -138,6 +113,7 @@ class Recorder:
         self._tape.say(pcm)
 
     def end(self) -> None:
+        """The call is over: what is left of both tracks goes to the files."""
         piece = self._tape.rest()
         if piece is not None:
             self.write(*piece)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.database import dialect_insert
@@ -24,7 +24,7 @@ from outdial.models import (
     PhoneNumber,
     utcnow,
 )
-from outdial.telephony.base import FINAL_STATES, Verdict
+from outdial.telephony.base import FINAL_STATES, CallState, Verdict
 from outdial.voice.config import CallContext, CampaignSettings, EarlierCall, summaries_wanted
 
 MEDIA_CLAIM_KEY = "media:connected"
@@ -162,27 +162,31 @@ async def owner_of(session: AsyncSession, call_id: str) -> str | None:
     return await session.scalar(select(Call.user_id).where(Call.id == call_id))
 
 
-async def status_of(session: AsyncSession, call_id: str) -> str | None:
-    return await session.scalar(select(Call.status).where(Call.id == call_id))
-
-
-async def refine_ended_reason(session: AsyncSession, call_id: str, reason: str) -> bool:
-    """Say what ended a conversation, in place of the provider's generic end of the call.
-
-    Only a call the provider ended as `completed` with a person (or an undecided verdict)
-    on the line is refined: its `ended_reason` (e.g. `completed`, Vobiz's `NORMAL_CLEARING`)
-    becomes the conversation's (`customer_hung_up`, …). True when written.
-    """
-    changed = await session.execute(
+async def talk_ended(session: AsyncSession, call_id: str, reason: str) -> None:
+    """Note what ended the conversation. The provider's final callback may come before or
+    after: a call it has already ended as a conversation (`dialer/store.talked`) takes the
+    reason now; otherwise `finish_call` takes it from `talk_ended_reason` when it comes."""
+    reason = reason[:40]
+    await session.execute(
         update(Call)
-        .where(
-            Call.id == call_id,
-            Call.status == "completed",
-            or_(Call.answered_by.is_(None), Call.answered_by != Verdict.MACHINE.value),
+        .where(Call.id == call_id)
+        .values(
+            talk_ended_reason=reason,
+            ended_reason=case(
+                (
+                    and_(
+                        Call.status == CallState.COMPLETED.value,
+                        or_(
+                            Call.answered_by.is_(None),
+                            Call.answered_by != Verdict.MACHINE.value,
+                        ),
+                    ),
+                    reason,
+                ),
+                else_=Call.ended_reason,
+            ),
         )
-        .values(ended_reason=reason[:40])
     )
-    return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -212,3 +216,48 @@ async def provider_line(session: AsyncSession, call_id: str) -> ProviderLine | N
         )
     ).first()
     return ProviderLine(*row) if row is not None else None
+
+
+TRANSFER_KEY = "transfer"
+
+
+async def claim_transfer(session: AsyncSession, call_id: str, payload: dict[str, Any]) -> bool:
+    """Record the call's one transfer (`voice/transfer.py`); False when one was recorded."""
+    statement = (
+        dialect_insert(session, CallEvent.__table__)
+        .values(call_id=call_id, dedupe_key=TRANSFER_KEY, payload=payload, received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
+        .returning(CallEvent.call_id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def drop_transfer(session: AsyncSession, call_id: str) -> None:
+    """The provider refused the transfer: the call may be transferred again."""
+    await session.execute(
+        delete(CallEvent).where(CallEvent.call_id == call_id, CallEvent.dedupe_key == TRANSFER_KEY)
+    )
+
+
+async def transfer_of(session: AsyncSession, call_id: str) -> dict[str, Any] | None:
+    """The call's transfer (number, mode, briefing, token hash), if it has one."""
+    payload = await session.scalar(
+        select(CallEvent.payload).where(
+            CallEvent.call_id == call_id, CallEvent.dedupe_key == TRANSFER_KEY
+        )
+    )
+    return dict(payload) if payload is not None else None
+
+
+async def person_of(session: AsyncSession, call_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The number called and the recipient's metadata (empty for an ad-hoc call)."""
+    row = (
+        await session.execute(
+            select(Call.to_number, CampaignRecipient.recipient_metadata)
+            .outerjoin(CampaignRecipient, CampaignRecipient.id == Call.recipient_id)
+            .where(Call.id == call_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return row.to_number, dict(row.recipient_metadata or {})

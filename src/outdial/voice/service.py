@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("outdial.voice")
 
 SUMMARY_TIMEOUT_SECONDS = 30.0
-FINAL_STATUS_WAIT_SECONDS = 30.0
-FINAL_STATUS_POLL_SECONDS = 0.25
 
 
 async def resolve_call(session: AsyncSession, call_id: str) -> dict[str, Any] | None:
@@ -87,8 +85,7 @@ async def record(
     summary: str | None,
     recordings: dict[str, str | None] | None = None,
 ) -> None:
-    """Store the conversation (and the recording URLs, when recorded) on the call, then name
-    what ended it once the call has ended."""
+    """Store the conversation (and the recording URLs, when recorded) on the call."""
     async with write_transaction(sessionmaker) as session:
         await repository.store_conversation(
             session,
@@ -101,7 +98,6 @@ async def record(
             latency_metrics=_latency_metrics(conversation),
             **(recordings or {}),
         )
-    await refine_ended_reason(sessionmaker, call_id, conversation.ended_reason or "completed")
 
 
 async def record_failure(
@@ -111,31 +107,17 @@ async def record_failure(
         await repository.store_conversation(
             session, call_id, latency_metrics={"error": detail[:500]}
         )
-    await refine_ended_reason(sessionmaker, call_id, "error")
+        await repository.talk_ended(session, call_id, "error")
 
 
-async def refine_ended_reason(
+async def talk_ended(
     sessionmaker: async_sessionmaker[AsyncSession], call_id: str, reason: str
 ) -> None:
-    """The provider's final callback ends the call as `completed`; say what ended the talk.
-
-    The callback usually arrives just after the stream closes, so this waits for it (a
-    bounded poll); a call that never ends here keeps the dialer's reason.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + FINAL_STATUS_WAIT_SECONDS
-    while True:
-        async with sessionmaker() as session:
-            status = await repository.status_of(session, call_id)
-        if status is None:
-            return
-        if status in repository.FINAL:
-            async with write_transaction(sessionmaker) as session:
-                await repository.refine_ended_reason(session, call_id, reason)
-            return
-        if loop.time() >= deadline:
-            return
-        await asyncio.sleep(FINAL_STATUS_POLL_SECONDS)
+    """Say what ended the conversation, as soon as it has ended (before the summary): the
+    call's ended_reason becomes it whether the provider's final callback came first or
+    comes later (`repository.talk_ended`)."""
+    async with write_transaction(sessionmaker) as session:
+        await repository.talk_ended(session, call_id, reason)
 
 
 def _latency_metrics(conversation: Conversation) -> dict[str, Any]:

@@ -203,6 +203,7 @@ async def call_details(sid: str, request: Request) -> Response:
             "conversation": conversation,
             "voicemail": call.voicemail,
             "transferred_to": call.transferred_to,
+            "briefing": call.briefing,
         }
     )
 

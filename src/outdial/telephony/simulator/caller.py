@@ -66,18 +66,32 @@ def spoken_of(document: str) -> str | None:
     return " ".join(line for line in lines if line) or None
 
 
-def dialed_of(document: str) -> str | None:
-    """The number a document transfers the call to (Twilio `<Dial>`, Vobiz `<Dial><Number>`)."""
+def _dial_of(document: str) -> ElementTree.Element | None:
     try:
-        root = ElementTree.fromstring(document)
+        return ElementTree.fromstring(document).find("./Dial")
     except ElementTree.ParseError:
         return None
-    dial = root.find("./Dial")
+
+
+def dialed_of(document: str) -> str | None:
+    """The number a document transfers the call to (Twilio `<Dial>`, Vobiz `<Dial><Number>`)."""
+    dial = _dial_of(document)
     if dial is None:
         return None
     number = dial.find("./Number")
     text = (number if number is not None else dial).text or ""
     return text.strip() or None
+
+
+def whisper_of(document: str) -> str | None:
+    """Where a transfer's `<Dial>` fetches what the called party hears before the bridge:
+    Twilio `<Number url>`, Vobiz `<Dial confirmSound>`."""
+    dial = _dial_of(document)
+    if dial is None:
+        return None
+    number = dial.find("./Number")
+    url = number.get("url") if number is not None else None
+    return url or dial.get("confirmSound") or None
 
 
 @dataclass
@@ -221,12 +235,14 @@ async def converse(
     account: str,
     script: list[str],
     hung_up: asyncio.Event,
+    conversation: Conversation | None = None,
 ) -> Conversation:
-    """Join the stream, speak the script turn by turn, hang up. Never raises."""
+    """Join the stream, speak the script turn by turn, hang up. Never raises. What it says
+    and hears goes into `conversation` as it happens, when given."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-    conversation = Conversation()
+    conversation = conversation or Conversation()
     stream_id = ("MZ" if dialect == "twilio" else "") + secrets.token_hex(16)
     try:
         async with connect(stream.url, open_timeout=10, close_timeout=2) as socket:
@@ -262,6 +278,8 @@ async def converse(
         pass
     if conversation.stream == "connected" and conversation.close_code == 1008:
         conversation.stream = "refused"
+    if conversation.stream == "connecting":
+        conversation.stream = "none"
     return conversation
 
 

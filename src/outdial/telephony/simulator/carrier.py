@@ -3,7 +3,8 @@
 Each call runs as one task: ring, then the fate the scenario drew (a human or a machine
 answers, nobody answers, busy, failure), sending the provider's callbacks over real HTTP,
 signed with the account's token. A machine records what the service's documents say to it
-(a Twilio answer TwiML's `<Say>`; the `<Speak>` of the XML a Vobiz call is transferred to).
+(a Twilio answer TwiML's `<Say>`; the `<Speak>` of the XML a Vobiz call is transferred to);
+the colleague a warm transfer reaches records the briefing it is given before the bridge.
 The carrier also watches what a carrier could see of the dialer's behaviour: live calls per
 caller number and overlapping calls to one person.
 """
@@ -53,6 +54,7 @@ class SimCall:
     conversation: caller.Conversation | None = None
     voicemail: str | None = None  # what a machine recorded
     transferred_to: str | None = None  # the number a person's call was transferred to
+    briefing: str | None = None  # what the colleague heard before a warm transfer's bridge
 
     @property
     def live(self) -> bool:
@@ -180,6 +182,9 @@ class Carrier:
             return False
         call.transferred_to = caller.dialed_of(twiml)
         call.interrupted.set()
+        whisper = caller.whisper_of(twiml)
+        if whisper is not None:
+            self._spawn(self._brief(call, whisper))
         return True
 
     async def close(self) -> None:
@@ -336,6 +341,21 @@ class Carrier:
             call.voicemail = caller.spoken_of(reply.text)
         elif reply is not None and reply.status_code == 200:
             call.transferred_to = caller.dialed_of(reply.text)
+            whisper = caller.whisper_of(reply.text)
+            if whisper is not None:
+                await self._brief(call, whisper)
+
+    async def _brief(self, call: SimCall, url: str) -> None:
+        """The colleague answers a warm transfer: fetch what they hear first (Twilio's
+        `<Number url>`, Vobiz's `confirmSound`; a POST signed like every callback)."""
+        params = (
+            self._twilio_params(call, "in-progress")
+            if call.dialect == "twilio"
+            else self._vobiz_params(call, "Transfer", "in-progress")
+        )
+        reply = await self._send(call, url, params)
+        if reply is not None and reply.status_code == 200:
+            call.briefing = caller.spoken_of(reply.text)
 
     # The scripted caller -------------------------------------------------------------------
 
@@ -347,13 +367,14 @@ class Carrier:
 
     async def _talk_on_stream(self, call: SimCall, stream: caller.Stream) -> None:
         call.conversation = caller.Conversation(stream="connecting")
-        call.conversation = await caller.converse(
+        await caller.converse(
             call.dialect,
             stream,
             call.sid,
             call.account,
             list(self.scenario.caller_script or []),
             call.interrupted,
+            call.conversation,
         )
 
     def _vobiz_params(self, call: SimCall, event: str, status: str, **extra: str) -> dict[str, str]:
