@@ -3,10 +3,12 @@ number, the pre-dial check; and it tells the account's webhooks what happened.""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.claiming import a_sender, claimed_for_later, recipients, waiting_for_the_window
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
     FAST,
@@ -19,11 +21,6 @@ from tests.dialing import (
 )
 from tests.receiver import Answer, documented_verify, receiving
 from tests.support import Tenant, numbers
-
-
-async def recipients(tenant: Tenant, campaign_id: str) -> dict[str, dict[str, Any]]:
-    rows = await tenant.ok("GET", f"/campaign/{campaign_id}/recipients")
-    return {row["phone_number"]: row for row in rows}
 
 
 async def dialed(tenant: Tenant, campaign_id: str) -> list[str]:
@@ -50,6 +47,27 @@ async def test_a_number_on_the_do_not_call_list_is_skipped_and_never_dialed(
     assert rows[listed]["attempts"] == 0 and rows[listed]["last_call_id"] is None
     assert await dialed(tenant, campaign["id"]) == [free]
     assert (await service.observed())["created"] == 1
+
+
+async def test_a_number_listed_after_its_claim_is_not_dialed(service: Service) -> None:
+    """The list is checked again at the moment of the dial: a number put on it between the
+    claim and the dial (up to the pacing horizon) is skipped, not called."""
+    tenant, campaign, _ = await waiting_for_the_window(service, 1)
+    jobs = await claimed_for_later(service, campaign["id"])
+    assert len(jobs) == 1
+    await tenant.ok("POST", "/do-not-call", json={"phone_number": jobs[0].to_number})
+    # (Its window left out: the job was claimed for a moment inside it, two hours on.)
+    now_inside = replace(jobs[0], dial_at=datetime.now(UTC), window=None)
+    assert await a_sender(service).send(now_inside) is False
+
+    row = (await recipients(tenant, campaign["id"]))[jobs[0].to_number]
+    assert row["status"] == "skipped" and row["status_reason"] == "dnc"
+    assert row["attempts"] == 0
+    call = await tenant.ok("GET", f"/calls/{jobs[0].call_id}")
+    assert call["status"] == "canceled" and call["ended_reason"] == "dnc"
+    done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed")
+    assert done["counts"]["skipped"] == 1 and done["counts"]["calls_placed"] == 0
+    assert (await service.observed())["created"] == 0
 
 
 async def test_the_daily_cap_holds_a_number_until_its_oldest_call_is_a_day_old(

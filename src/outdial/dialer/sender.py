@@ -21,6 +21,7 @@ from outdial.dialer import store
 from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
 from outdial.dialer.store import calls, campaigns
+from outdial.do_not_call import repository as do_not_call
 from outdial.models import Campaign, utcnow
 from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
@@ -91,7 +92,9 @@ class Sender:
         return False
 
     async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
-        """Mark the call as being sent if its campaign still runs; else give the attempt back.
+        """Mark the call as being sent if its campaign still runs and its number has not been
+        put on the do-not-call list since the claim; else give the attempt back (a listed
+        number's recipient ends `skipped`, `dnc`, as in the claim).
 
         Checked at the moment of the dial, not when the batch was claimed: one statement.
         """
@@ -114,12 +117,18 @@ class Sender:
                 calls.c.status == "queued",
                 calls.c.dial_started_at.is_(None),
                 calls.c.campaign_id.is_(None) | still_running,
+                ~do_not_call.call_listed(),
             )
             .values(dial_started_at=now, lease_expires_at=now + self.settings.lease),
         )
         if passed == 1:
             return self.carriers.for_number(job.number), self._dial_request(job)
-        await self._give_back(job, now, "campaign_not_running")
+        async with self.sessionmaker() as session:
+            listed = await do_not_call.is_listed(session, job.number.user_id, job.to_number)
+        if listed:
+            await self._give_back(job, now, "dnc", "dnc", final="skipped")
+        else:
+            await self._give_back(job, now, "campaign_not_running")
         return None
 
     async def _give_back(

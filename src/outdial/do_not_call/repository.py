@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Executable, Select, Table, delete, func, literal, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    Table,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.database import dialect_insert
@@ -77,6 +89,21 @@ def _counted_calls(user_id: str, numbers: Sequence[str], since: datetime) -> Any
         calls.c.created_at > since,
         or_(calls.c.dial_started_at.is_not(None), calls.c.status != "canceled"),
     )
+
+
+def call_listed() -> ColumnElement[bool]:
+    """True for a call (in a statement on `calls`) whose number is on its account's list:
+    the dial gate's last look, folded into its one UPDATE."""
+    return exists().where(
+        entries.c.user_id == calls.c.user_id, entries.c.phone_number == calls.c.to_number
+    )
+
+
+async def is_listed(session: AsyncSession, user_id: str, number: str) -> bool:
+    query = select(entries.c.phone_number).where(
+        entries.c.user_id == user_id, entries.c.phone_number == number
+    )
+    return (await session.scalar(query)) is not None
 
 
 def blocked_query(
