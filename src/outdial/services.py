@@ -50,6 +50,7 @@ async def running(
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
         if simulator is not None:
             await stack.enter_async_context(simulator.router.lifespan_context(simulator))
+        app.state.http_client = client  # carriers, the pre-dial check, call action notices
         app.state.carriers = Carriers(app.state.credential_box, client, simulator_url(settings))
         app.state.verifier = Verifier(app.state.sessionmaker)
         app.state.pre_dial = PreDialChecker(

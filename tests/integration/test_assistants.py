@@ -84,6 +84,7 @@ async def test_voice_speed_range_on_create(tenant: Tenant, speed: float, ok: boo
         ({"persona": "pirate"}, ["body", "persona"]),
         ({"call_actions": {"transfer_mode": "hot"}}, ["body", "call_actions", "transfer_mode"]),
         ({"speech_settings": {"style": "shouty"}}, ["body", "speech_settings", "style"]),
+        ({"call_actions": {"webhook_url": "ftp://x"}}, ["body", "call_actions", "webhook_url"]),
     ],
 )
 async def test_unknown_or_invalid_fields_are_422_on_create(
@@ -124,6 +125,7 @@ async def test_put_replaces_top_level_fields(tenant: Tenant) -> None:
         ({"machine_detection_timeout_seconds": 61}, ["body", "machine_detection_timeout_seconds"]),
         ({"persona": "pirate"}, ["body", "persona"]),
         ({"name": ""}, ["body", "name"]),
+        ({"call_actions": {"webhook_url": "not a url"}}, ["body", "call_actions", "webhook_url"]),
     ],
 )
 async def test_put_refuses_bad_values_and_changes_nothing(

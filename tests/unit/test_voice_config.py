@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from outdial.assistant.schemas import STORED, AssistantConfig
 from outdial.voice.config import (
     DEFAULT_RETURNING_TEMPLATE,
     CallContext,
@@ -164,3 +167,12 @@ def test_overrides_merge_nested_objects_and_replace_the_rest(
             assert value == overrides[name]
         else:
             assert value == {**base.get(name, {}), **overrides[name]}
+
+
+def test_a_stored_webhook_url_is_read_as_stored_but_a_given_one_is_checked() -> None:
+    """A configuration stored before `webhook_url` was checked still resolves."""
+    legacy = {"call_actions": {"webhook_url": "not a url"}}
+    stored = AssistantConfig.model_validate(legacy, context=STORED)
+    assert stored.call_actions.webhook_url == "not a url"
+    with pytest.raises(ValidationError):
+        AssistantConfig.model_validate(legacy)

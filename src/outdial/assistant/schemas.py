@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from outdial.schemas import RequestModel, ResponseModel, Timestamp
+from outdial.webhook.schemas import check_url
 
 Style = Literal["neutral", "professional", "friendly"]
 Responsiveness = Literal["relaxed", "balanced", "instant"]
@@ -22,6 +23,8 @@ DEFAULT_SUMMARY_PROMPT = (
     "and any follow-up."
 )
 DEFAULT_MEMORY_PROMPT = "Relevant, user-specific context from previous conversations:\n\n"
+# Validation context for a configuration already stored: it is read as it was accepted.
+STORED = {"stored": True}
 
 
 class SpeechSettings(RequestModel):
@@ -86,6 +89,15 @@ class CallActions(RequestModel):
     confirm_no: list[str] = Field(default_factory=list, max_length=100)
     webhook_url: str | None = Field(default=None, max_length=2000)
     webhook_timeout_ms: int = Field(default=3500, ge=100, le=30_000)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """An http(s) URL, checked when it is given; one stored before this check existed
+        still resolves (its notices fail and are logged, the call goes on)."""
+        if value is None or (info.context or {}).get("stored"):
+            return value
+        return check_url(value)
 
 
 class AssistantConfig(RequestModel):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outdial.assistant import repository
 from outdial.assistant.schemas import (
     NESTED_FIELDS,
+    STORED,
     AssistantConfig,
     AssistantCreate,
     AssistantUpdate,
@@ -94,4 +95,4 @@ async def page(session: AsyncSession, user_id: str, page: Page) -> tuple[Sequenc
 
 
 def effective_config(assistant: Assistant) -> AssistantConfig:
-    return AssistantConfig.model_validate(assistant.config)
+    return AssistantConfig.model_validate(assistant.config, context=STORED)

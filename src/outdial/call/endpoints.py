@@ -9,7 +9,6 @@ from outdial.auth.dependencies import Session, UserId
 from outdial.call import recording, service
 from outdial.call.schemas import Call, CallCreate, CallStatus, CallUpdate
 from outdial.database import write_transaction
-from outdial.dialer import control
 from outdial.dialer.sender import Sender
 from outdial.dialer.worker import dialer_settings
 from outdial.errors import NotFound
@@ -17,7 +16,6 @@ from outdial.idempotency import service as idempotency_service
 from outdial.idempotency.dependencies import Idempotency
 from outdial.models import Call as CallRow
 from outdial.schemas import Page, page_params, set_total
-from outdial.voice import transfer
 
 router = APIRouter(prefix="/calls", tags=["calls"])
 
@@ -116,11 +114,11 @@ async def update_call(
     `to` (default: the assistant's `call_actions.transfer_number`), `cold` or `warm`."""
     state = request.app.state
     region = state.settings.default_region
-    call, target = await service.update(session, user_id, call_id, body, region)
+    call, action = await service.update(session, user_id, call_id, body, region)
     await session.commit()
-    if body.action == "hangup":
-        await control.hang_up(state.sessionmaker, state.carriers, [call.id])
-    if target is not None:
+    if action is not None:
         base = state.settings.resolved_public_base_url
-        await transfer.request(state.sessionmaker, state.carriers, base, call.id, target)
+        await service.carry_out(
+            action, call.id, state.sessionmaker, state.carriers, state.http_client, base
+        )
     return to_schema(call)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.call import repository
 from outdial.call.schemas import CallCreate, CallUpdate
 from outdial.campaign.service import amd_timeout
+from outdial.dialer import control
 from outdial.dialer.claim import DialJob, new_secret
 from outdial.do_not_call import service as do_not_call
 from outdial.errors import Conflict, Invalid, NotFound
@@ -20,6 +25,8 @@ from outdial.models.call import LIVE_STATUSES
 from outdial.phones import InvalidPhoneNumber, normalize_e164
 from outdial.repository import get_owned
 from outdial.schemas import Page
+from outdial.telephony.registry import Carriers
+from outdial.voice import notice
 from outdial.voice import transfer as voice_transfer
 from outdial.voice.transfer import Transfer
 
@@ -108,11 +115,20 @@ async def _check_allowed(
         )
 
 
+@dataclass(frozen=True)
+class Action:
+    """What PATCH /calls/{id} asks the provider to do once its transaction has committed."""
+
+    hang_up: bool
+    transfer: Transfer | None
+    announce: notice.NoticeTarget | None  # the assistant's call action notice, if any
+
+
 async def update(
     session: AsyncSession, user_id: str, call_id: str, body: CallUpdate, region: str
-) -> tuple[Call, Transfer | None]:
+) -> tuple[Call, Action | None]:
     """Label changes; `hangup` and `transfer` need a live call (the provider acts after
-    commit). For a transfer, where the call goes (`to`, else the assistant's
+    commit: `carry_out`). For a transfer, where the call goes (`to`, else the assistant's
     `call_actions.transfer_number`) and how (`mode`, else its `transfer_mode`)."""
     call = await get(session, user_id, call_id)
     target = None
@@ -127,19 +143,56 @@ async def update(
     if "label" in body.model_fields_set:
         call.label = body.label
     await session.flush()
-    return call, target
+    if body.action is None:
+        return call, None
+    announce = notice.target_of(await configuration(session, call))
+    return call, Action(body.action == "hangup", target, announce)
+
+
+async def carry_out(
+    action: Action,
+    call_id: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    carriers: Carriers,
+    http_client: httpx.AsyncClient,
+    public_base_url: str,
+) -> None:
+    """Ask the provider to hang up or transfer. The call action notice goes out beside the
+    request (not before: the account asked for the action itself) and is waited for, at
+    most its timeout."""
+    sending = None
+    if action.announce is not None:
+        kind = notice.TRANSFER if action.transfer is not None else notice.HANG_UP
+        sent = notice.send(http_client, action.announce, call_id, kind, notice.API, action.transfer)
+        sending = asyncio.ensure_future(sent)
+    try:
+        if action.hang_up:
+            await control.hang_up(sessionmaker, carriers, [call_id])
+        if action.transfer is not None:
+            await voice_transfer.request(
+                sessionmaker, carriers, public_base_url, call_id, action.transfer
+            )
+    finally:
+        if sending is not None:
+            await sending
+
+
+async def configuration(session: AsyncSession, call: Call) -> dict[str, Any] | None:
+    """The call's resolved configuration, or its assistant's before the conversation has
+    stored one."""
+    if call.assistant_config is not None:
+        return dict(call.assistant_config)
+    if call.assistant_id is None:
+        return None
+    assistant = await session.get(Assistant, call.assistant_id)
+    return dict(assistant.config) if assistant is not None else None
 
 
 async def _transfer_target(
     session: AsyncSession, call: Call, body: CallUpdate, region: str
 ) -> Transfer:
-    """The call's resolved configuration decides what the request leaves out (the
-    assistant's, before the conversation has stored it)."""
-    config = call.assistant_config
-    if config is None and call.assistant_id is not None:
-        assistant = await session.get(Assistant, call.assistant_id)
-        config = assistant.config if assistant is not None else None
-    actions = (config or {}).get("call_actions") or {}
+    """The call's resolved configuration decides what the request leaves out."""
+    actions = (await configuration(session, call) or {}).get("call_actions") or {}
     if body.to is not None:
         try:
             to = normalize_e164(body.to, region)

@@ -22,6 +22,11 @@ queued audio before it stops and closes the socket. The provider hang-up follows
 the pipeline (`voice/media.py`), because a Vobiz call kept alive (`keepCallAlive`) outlives
 its stream. A transfer waits for its hold line to play, asks the provider to transfer (which
 ends the stream there), then ends the pipeline; a transfer that fails hangs up instead.
+
+With `call_actions.webhook_url`, each tool's action is announced to that URL
+(`voice/notice.py`) as its goodbye or hold line starts: a notice, not a veto. A hang-up does
+not wait for it (the goodbye ends the stream); a transfer waits for it (at most
+`webhook_timeout_ms`, while the hold line plays) before asking the provider.
 """
 
 from __future__ import annotations
@@ -132,13 +137,19 @@ class Ending:
         self._worker = worker
         self._conversation = conversation
         self.reason: str | None = None
+        # Announces a tool's action to `call_actions.webhook_url`; set by the runtime.
+        self.notice: Callable[[str], Awaitable[None]] | None = None
+        self._notices: list[asyncio.Task[None]] = []
         self._bot_spoke = False
         self._played: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._kept: list[asyncio.Future[Any]] = []
 
-    async def __call__(self, reason: str, goodbye: str) -> None:
+    async def __call__(self, reason: str, goodbye: str, action: str | None = None) -> None:
+        """End the call for `reason` after `goodbye`; a tool's `action` is announced."""
         if self._begin(reason):
+            if action is not None:
+                self._announce(action)
             await self._worker.queue_frames([TTSSpeakFrame(goodbye), EndFrame()])
 
     async def say(self, text: str) -> None:
@@ -150,7 +161,21 @@ class Ending:
         """Say the hold line, let the provider transfer the call, end the pipeline (in a task
         of its own: a tool handler is cancelled when the person speaks)."""
         if self._begin(TRANSFERRED):
-            self._task = asyncio.create_task(self._transfer(transfer))
+            announced = self._announce(TRANSFER)
+            self._task = asyncio.create_task(self._transfer(transfer, announced))
+
+    def _announce(self, action: str) -> asyncio.Task[None] | None:
+        """Start the action's notice beside the goodbye or hold line (it never raises and
+        ends within its timeout); `notices_sent` waits for it."""
+        if self.notice is None:
+            return None
+        task = asyncio.ensure_future(self.notice(action))
+        self._notices.append(task)
+        return task
+
+    async def notices_sent(self) -> None:
+        """Wait for the notices still on their way (each at most its timeout)."""
+        await asyncio.gather(*self._notices, return_exceptions=True)
 
     def keep(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
         """Work that must finish even when the call ends under it (`close` waits for it)."""
@@ -165,13 +190,16 @@ class Ending:
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*self._kept, return_exceptions=True)
 
-    async def _transfer(self, transfer: Transfer) -> None:
+    async def _transfer(self, transfer: Transfer, announced: asyncio.Task[None] | None) -> None:
         self._played, self._bot_spoke = asyncio.Event(), False
         await self._worker.queue_frames([TTSSpeakFrame(TRANSFER_HOLD)])
         try:
             await asyncio.wait_for(self._played.wait(), HOLD_PLAY_SECONDS)
         except TimeoutError:
             log.warning("the hold line did not finish playing; transferring anyway")
+        if announced is not None:
+            # Shielded: the notice must not be cancelled with an abandoned transfer.
+            await asyncio.shield(announced)
         transferred = False
         try:
             transferred = await transfer()
@@ -290,10 +318,10 @@ def register(
         except Exception:  # the goodbye and the hang-up still happen
             log.exception("the opt-out could not be stored")
         await params.result_callback({"opted_out": True, "newly_listed": listed}, properties=done)
-        await ending(ASSISTANT_HUNG_UP, OPT_OUT_GOODBYE)
+        await ending(ASSISTANT_HUNG_UP, OPT_OUT_GOODBYE, OPT_OUT)
 
     async def hang_up() -> None:
-        await ending(ASSISTANT_HUNG_UP, HANG_UP_GOODBYE)
+        await ending(ASSISTANT_HUNG_UP, HANG_UP_GOODBYE, HANG_UP)
 
     async def hand_over() -> None:
         if transfer is not None:

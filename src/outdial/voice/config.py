@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from outdial.assistant.schemas import NESTED_FIELDS, AssistantConfig
+from outdial.assistant.schemas import NESTED_FIELDS, STORED, AssistantConfig
 from outdial.templates import TemplateProblem, compile_template, render, variables_for
 
 log = logging.getLogger("outdial.voice")
@@ -103,7 +103,7 @@ def summaries_wanted(context: CallContext) -> int:
     campaign = context.campaign
     if campaign is not None:
         return campaign.short_term_summaries_limit if campaign.use_short_term_summaries else 0
-    memory = AssistantConfig.model_validate(context.assistant).short_term_memory
+    memory = AssistantConfig.model_validate(context.assistant, context=STORED).short_term_memory
     return memory.search_limit if memory.enabled else 0
 
 
@@ -166,7 +166,8 @@ def resolve(context: CallContext) -> dict[str, Any]:
             layered["machine_detection_timeout_seconds"] = (
                 campaign.machine_detection_timeout_seconds
             )
-    config = AssistantConfig.model_validate(merge_overrides(layered, context.overrides))
+    merged = merge_overrides(layered, context.overrides)
+    config = AssistantConfig.model_validate(merged, context=STORED)
     returning = bool(campaign and campaign.use_returning_greeting and context.returning_contact)
     earlier = list(context.earlier[: summaries_wanted(context)])
     campaign_context = campaign.campaign_context if campaign is not None else None

@@ -236,7 +236,7 @@ async def converse(
     websocket: WebSocket, call_id: str, secret: str, config: dict[str, Any], serializer: Any
 ) -> None:
     """Run the conversation, then store what it produced."""
-    from outdial.voice import pipeline, recorder, transfer
+    from outdial.voice import notice, pipeline, recorder, transfer
     from outdial.voice.actions import ENDED_BY_ASSISTANT, TRANSFERRED
     from outdial.voice.providers import VoiceConfigError, services_for
 
@@ -251,7 +251,7 @@ async def converse(
         return
     opt_out = functools.partial(voice_service.opt_out, sessionmaker, call_id)
     number = transfer.transfer_number(config)
-    transfers = None
+    transfers = target = None
     if number is not None:
         base = settings.resolved_public_base_url
         carriers = websocket.app.state.carriers
@@ -268,6 +268,8 @@ async def converse(
     conversing = pipeline.build(
         websocket, serializer, config, services, opt_out, transfers, recording
     )
+    client = websocket.app.state.http_client
+    conversing.ending.notice = notice.for_call(client, config, call_id, target)
     with transfer.talking(call_id, conversing.conversation):
         conversation = await pipeline.run(conversing)
     if conversation.ended_reason == "customer_hung_up" and await transfer.transferred(
@@ -278,6 +280,7 @@ async def converse(
     if conversation.ended_reason in ENDED_BY_ASSISTANT:
         # The goodbye has played and the stream is closed; a Vobiz call kept alive is not.
         await voice_service.hang_up(sessionmaker, websocket.app.state.carriers, call_id)
+    await conversing.ending.notices_sent()
     recordings = await recording.finish() if recording is not None else {}
     summary = await voice_service.summarise(services.llm, conversation.transcript, config)
     await voice_service.record(sessionmaker, call_id, conversation, summary, recordings)

@@ -9,6 +9,9 @@ The caller's audio goes no further than the user aggregator, the assistant's no 
 than the output transport: nothing after them uses it, and every frame carried through
 more processors' queues and tasks costs CPU (the caller's alone, through six more, cost more
 than all the rest of a call).
+Our own processors (the watchers and the two audio ends) only look at frames and pass or
+drop them, so they run in Pipecat's direct mode: each frame is handled in the task that
+pushed it, not through a queue and a task of their own.
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -180,7 +183,7 @@ class SpeakingWatcher(FrameProcessor):
     line before a transfer has played)."""
 
     def __init__(self, conversation: Conversation) -> None:
-        super().__init__()
+        super().__init__(enable_direct_mode=True)  # (the module docstring says why)
         self.conversation = conversation
         self.ending: actions.Ending | None = None
 
@@ -201,7 +204,7 @@ class OutboundAudioEnd(FrameProcessor):
     also learns here that the call has ended."""
 
     def __init__(self, recorder: Recorder | None) -> None:
-        super().__init__()
+        super().__init__(enable_direct_mode=True)  # (the module docstring says why)
         self.recorder = recorder
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -219,7 +222,7 @@ class InboundAudioEnd(FrameProcessor):
     """Where the caller's audio stops: handed to the recorder, if any, and not passed on."""
 
     def __init__(self, recorder: Recorder | None) -> None:
-        super().__init__()
+        super().__init__(enable_direct_mode=True)  # (the module docstring says why)
         self.recorder = recorder
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -236,7 +239,7 @@ class SpeechQueueWatcher(FrameProcessor):
     audio has played, so a call cut off mid-sentence would otherwise lose it)."""
 
     def __init__(self, conversation: Conversation) -> None:
-        super().__init__()
+        super().__init__(enable_direct_mode=True)  # (the module docstring says why)
         self.conversation = conversation
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
