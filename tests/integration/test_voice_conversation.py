@@ -13,7 +13,7 @@ from tests.dialing import HUMANS_ONLY, Service
 from tests.voice import heard_by_caller, talk_campaign, the_call
 
 from outdial.models import CallEvent
-from outdial.voice.repository import MEDIA_CLAIM_KEY
+from outdial.models.call_event import MEDIA_CLAIM_KEY
 
 SCRIPT = ["I would like the gold plan", "Goodbye"]
 

@@ -14,22 +14,31 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from tests.dialing import Service, wait_for
+from tests.receiver import receiving
+from tests.support import Tenant
 
 from outdial.database import write_transaction
 from outdial.dialer import store
 from outdial.ids import new_id
-from outdial.models import Call, CallEvent, utcnow
+from outdial.models import Call, CallEvent, WebhookDelivery, utcnow
 from outdial.telephony.base import CallState
 from outdial.telephony.simulator import caller
+from outdial.voice import repository as voice_repository
 from outdial.voice import service as voice_service
+from outdial.voice.pipeline import Conversation
+from outdial.webhook import events as webhook_events
 
 SECRET = "s3cret-for-this-call"
 
 
 async def live_call(
-    service: Service, provider: str, assistant_fields: Any = None, **fields: Any
+    service: Service,
+    provider: str,
+    assistant_fields: Any = None,
+    tenant: Tenant | None = None,
+    **fields: Any,
 ) -> str:
-    tenant = await service.tenant()
+    tenant = tenant or await service.tenant()
     assistant = await tenant.assistant(
         **{"first_message": "Hello, this is Ava.", **(assistant_fields or {})}
     )
@@ -110,6 +119,39 @@ async def test_the_conversation_names_what_ended_it_whichever_comes_first(
             await provider_ends(service, other, state)
             await voice_service.talk_ended(sessionmaker, other, "customer_hung_up")
         assert await ended_reason(service, other) not in (None, "customer_hung_up")
+
+
+@pytest.mark.parametrize("callback_first", [True, False])
+async def test_call_ended_carries_the_conversation_whichever_comes_first(
+    service: Service, callback_first: bool
+) -> None:
+    """A call that talked: its `call.ended` webhook waits for the conversation (summary, end
+    reason) when the provider's final callback comes first, and goes out with it."""
+    sessionmaker = service.app.state.sessionmaker
+    tenant = await service.tenant()
+    conversation = Conversation()
+    conversation.end("customer_hung_up")
+    async with receiving() as receiver:
+        await tenant.ok("POST", "/webhooks", json={"url": receiver.url, "events": ["call.ended"]})
+        call_id = await live_call(service, "twilio", tenant=tenant)
+        async with write_transaction(sessionmaker) as session:
+            assert await voice_repository.claim_media(session, call_id, "MZ0123")
+        if callback_first:
+            await provider_ends(service, call_id)
+            async with sessionmaker() as session:
+                waiting = await session.scalar(select(WebhookDelivery.next_attempt_at))
+            assert waiting is not None
+            assert (waiting - utcnow()).total_seconds() > 30  # held for the conversation
+        await voice_service.talk_ended(sessionmaker, call_id, conversation.ended_reason or "")
+        await voice_service.record(sessionmaker, call_id, conversation, "They want gold.")
+        if not callback_first:
+            await provider_ends(service, call_id)
+        (received,) = await receiver.wait_for(1, timeout=15)
+    event = received.json()
+    assert event["type"] == "call.ended"
+    assert event["id"] == webhook_events.call_ended_event_id(call_id)
+    assert event["data"]["summary"] == "They want gold."
+    assert event["data"]["ended_reason"] == "customer_hung_up"
 
 
 async def snapshot(service: Service, call_id: str) -> tuple[Any, ...]:

@@ -18,8 +18,8 @@ from tests.support import Tenant
 from outdial.database import write_transaction
 from outdial.ids import new_id
 from outdial.models import Call, CallEvent
+from outdial.models.call_event import MEDIA_CLAIM_KEY
 from outdial.telephony import vobiz
-from outdial.voice.repository import MEDIA_CLAIM_KEY
 
 MACHINES_ONLY = {"human": 0, "machine": 1, "no_answer": 0, "busy": 0, "failed": 0}
 TEMPLATE = "Hi {{ name }}, call us back"

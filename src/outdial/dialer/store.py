@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import Table, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
@@ -23,6 +23,7 @@ from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
 from outdial.database import dialect_insert, read_alone, write_alone, write_transaction
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
+from outdial.models.call_event import MEDIA_CLAIM_KEY
 from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
 from outdial.telephony.base import CallEvent as Event
 from outdial.webhook import events as webhook_events
@@ -58,6 +59,8 @@ class CallRow:
     dial_started_at: datetime | None
     lease_expires_at: datetime | None
     talk_ended_reason: str | None = None
+    media_claimed: bool = False  # a media stream connected: the call talked to its assistant
+    conversation_stored: bool = False  # the voice runtime has stored the conversation
 
 
 _CALL_ROW = (
@@ -71,6 +74,12 @@ _CALL_ROW = (
     calls.c.dial_started_at,
     calls.c.lease_expires_at,
     calls.c.talk_ended_reason,
+    exists()
+    .where(events.c.call_id == calls.c.id, events.c.dedupe_key == MEDIA_CLAIM_KEY)
+    .label("media_claimed"),
+    # The voice runtime writes latency_metrics with every conversation it stores (an error
+    # too): voice/service.record and record_failure.
+    calls.c.latency_metrics.is_not(None).label("conversation_stored"),
 )
 
 
@@ -295,7 +304,8 @@ async def finish_call(
         # The conversation ended first and said why (voice/service.talk_ended).
         values["ended_reason"] = call.talk_ended_reason
     await _update_call(session, call.id, **values)
-    await webhook_events.emit_call(session, call.id, "call.ended")
+    pending = bool(call.media_claimed and not call.conversation_stored)
+    await webhook_events.emit_call(session, call.id, "call.ended", conversation_pending=pending)
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now)
     return True

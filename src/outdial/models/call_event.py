@@ -8,6 +8,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from outdial.models.base import Base, BigId, JSONType, UTCDateTime, utcnow
 
+# The event that records a call's one media connection (voice/repository.claim_media): a
+# call with it talked, or is talking, to its assistant.
+MEDIA_CLAIM_KEY = "media:connected"
+
 
 class CallEvent(Base):
     """Every provider callback, recorded once: the unique key turns duplicates into no-ops."""

@@ -24,10 +24,10 @@ from outdial.models import (
     PhoneNumber,
     utcnow,
 )
+from outdial.models.call_event import MEDIA_CLAIM_KEY
 from outdial.telephony.base import FINAL_STATES, CallState, Verdict
 from outdial.voice.config import CallContext, CampaignSettings, EarlierCall, summaries_wanted
 
-MEDIA_CLAIM_KEY = "media:connected"
 FINAL = tuple(state.value for state in FINAL_STATES)
 
 

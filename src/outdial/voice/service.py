@@ -15,6 +15,7 @@ from outdial.models import Call
 from outdial.telephony.registry import Carriers
 from outdial.voice import repository
 from outdial.voice.config import resolve
+from outdial.webhook import events as webhook_events
 
 if TYPE_CHECKING:
     from outdial.voice.pipeline import Conversation
@@ -98,6 +99,7 @@ async def record(
             latency_metrics=_latency_metrics(conversation),
             **(recordings or {}),
         )
+        await webhook_events.conversation_stored(session, call_id)
 
 
 async def record_failure(
@@ -108,6 +110,7 @@ async def record_failure(
             session, call_id, latency_metrics={"error": detail[:500]}
         )
         await repository.talk_ended(session, call_id, "error")
+        await webhook_events.conversation_stored(session, call_id)
 
 
 async def talk_ended(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -18,13 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign import repository as campaign_repository
 from outdial.dialer.rules import attempt_outcome
-from outdial.models import Call, Campaign, CampaignRecipient
+from outdial.models import Call, Campaign, CampaignRecipient, utcnow
 from outdial.schemas import format_timestamp
+from outdial.telephony.base import FINAL_STATES
 from outdial.webhook import repository
 from outdial.webhook.schemas import EVENT_TYPES
 
 CAMPAIGN_EVENTS = ("campaign.started", "campaign.paused", "campaign.resumed", "campaign.completed")
 CALL_EVENTS = ("call.started", "call.ended")
+# How long a talked call's `call.ended` waits for its conversation (summary included: the
+# summary is given up to 30 s, voice/service.SUMMARY_TIMEOUT_SECONDS).
+CONVERSATION_WAIT = timedelta(seconds=60)
+FINAL_STATUSES = frozenset(state.value for state in FINAL_STATES)
 
 
 def _when(value: datetime | None) -> str | None:
@@ -63,13 +68,20 @@ async def emit_campaign(session: AsyncSession, campaign: Campaign, type: str) ->
     return await repository.write_event(session, campaign.user_id, type, data, endpoints)
 
 
-async def emit_call(session: AsyncSession, call_id: str, type: str) -> str | None:
+async def emit_call(
+    session: AsyncSession, call_id: str, type: str, *, conversation_pending: bool = False
+) -> str | None:
     """`call.started` (the provider took the call) or `call.ended` (it reached a final status).
 
     Reads the call as the caller's transaction sees it, so call it after the call's update.
     An account without a subscribed endpoint costs one query.
     `call.ended` carries the attempt's outcome, duration, summary and a link to the call
-    (with its transcript) in the API.
+    (with its transcript) in the API. Its id is the call's (`call_ended_event_id`). With
+    `conversation_pending` (the call talked to its assistant, whose conversation, summary
+    and end reason are not stored yet) its deliveries wait up to `CONVERSATION_WAIT`: the
+    voice runtime rewrites the event once it has stored them (`conversation_stored`), and
+    makes it due at once. Should the runtime never get there, the event goes out at the end
+    of the wait as it was written.
     """
     if type not in CALL_EVENTS:
         raise ValueError(f"not a call event: {type!r}")
@@ -80,6 +92,32 @@ async def emit_call(session: AsyncSession, call_id: str, type: str) -> str | Non
     call = await _current(session, select(Call).where(Call.id == call_id))
     if call is None:
         return None
+    data = _call_data(call, type)
+    if type != "call.ended":
+        return await repository.write_event(session, call.user_id, type, data, endpoints)
+    due = utcnow() + CONVERSATION_WAIT if conversation_pending else None
+    event_id = call_ended_event_id(call.id)
+    return await repository.write_event(
+        session, call.user_id, type, data, endpoints, event_id=event_id, due=due
+    )
+
+
+async def conversation_stored(session: AsyncSession, call_id: str) -> None:
+    """The call's conversation is stored: a `call.ended` already written (and waiting for
+    it) now carries its summary and end reason, and goes out at once."""
+    call = await _current(session, select(Call).where(Call.id == call_id))
+    if call is None or call.status not in FINAL_STATUSES:
+        return
+    event_id = call_ended_event_id(call_id)
+    await repository.replace_data(session, event_id, _call_data(call, "call.ended"), utcnow())
+
+
+def call_ended_event_id(call_id: str) -> str:
+    """A call's one `call.ended` event: its id follows from the call's."""
+    return "evt_end_" + call_id.removeprefix("call_")
+
+
+def _call_data(call: Call, type: str) -> dict[str, Any]:
     data: dict[str, Any] = {
         "call_id": call.id,
         "campaign_id": call.campaign_id,
@@ -105,7 +143,7 @@ async def emit_call(session: AsyncSession, call_id: str, type: str) -> str | Non
             "summary": call.summary,
             "transcript_url": f"/calls/{call.id}",
         }
-    return await repository.write_event(session, call.user_id, type, data, endpoints)
+    return data
 
 
 async def emit_recipient_final(session: AsyncSession, recipient_id: int) -> str | None:

@@ -67,9 +67,13 @@ async def write_event(
     type: str,
     data: dict[str, Any],
     endpoint_ids: Sequence[str],
+    *,
+    event_id: str | None = None,
+    due: datetime | None = None,
 ) -> str:
-    """The event and one due delivery per endpoint; the event's id."""
-    return (await write_events(session, user_id, type, [data], endpoint_ids))[0]
+    """The event and one delivery per endpoint, due at once (or at `due`); the event's id."""
+    ids = [event_id] if event_id is not None else None
+    return (await write_events(session, user_id, type, [data], endpoint_ids, ids, due))[0]
 
 
 async def write_events(
@@ -78,10 +82,12 @@ async def write_events(
     type: str,
     datas: Sequence[dict[str, Any]],
     endpoint_ids: Sequence[str],
+    event_ids: Sequence[str] | None = None,
+    due: datetime | None = None,
 ) -> list[str]:
     """Events of one type (one per `datas` item), each due for every endpoint: two INSERTs."""
     now = utcnow()
-    event_ids = [new_id("evt") for _ in datas]
+    event_ids = list(event_ids) if event_ids is not None else [new_id("evt") for _ in datas]
     await session.execute(
         insert(events),
         [
@@ -98,7 +104,7 @@ async def write_events(
                 "endpoint_id": endpoint_id,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": due or now,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -107,6 +113,28 @@ async def write_events(
         ],
     )
     return event_ids
+
+
+async def replace_data(
+    session: AsyncSession, event_id: str, data: dict[str, Any], now: datetime
+) -> None:
+    """Rewrite an event none of whose deliveries has been tried yet, and make its waiting
+    deliveries due now (an event once sent keeps what it said)."""
+    tried = exists().where(deliveries.c.event_id == event_id, deliveries.c.attempts > 0)
+    changed = await session.execute(
+        update(events).where(events.c.id == event_id, ~tried).values(data=data)
+    )
+    if changed.rowcount:  # type: ignore[attr-defined]
+        await session.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.event_id == event_id,
+                deliveries.c.status == "pending",
+                deliveries.c.attempts == 0,
+                deliveries.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
 
 
 def endpoints_of(user_id: str) -> Select[Any]:
