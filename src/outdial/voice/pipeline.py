@@ -320,7 +320,7 @@ def build(
             services.stt,
             aggregators.user(),
             InboundAudioEnd(recorder),
-            gate,
+            *([gate] if gate.required else []),  # asks before acting, only when configured
             services.llm,
             SpeechQueueWatcher(conversation),
             services.tts,
