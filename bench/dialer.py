@@ -161,13 +161,24 @@ def _latencies(rows: list[tuple[Any, Any]]) -> list[float]:
 
 
 async def throughput(
-    mode: str, url: str, workdir: Path, count: int, concurrency: int, talk: float = 0.0
+    mode: str,
+    url: str,
+    workdir: Path,
+    count: int,
+    concurrency: int,
+    talk: float = 0.0,
+    api_processes: int = 1,
 ) -> dict[str, Any]:
     layout, _, limit = mode.partition("@")  # "postgres:2@20": two workers, max_concurrency 20
     workers = int(layout.split(":")[1]) if ":" in layout else 0
     concurrency = int(limit) if limit else concurrency
     # SQLite has no workers: the dialer runs embedded in `outdial serve`.
-    cluster = Cluster(url, workdir, embedded_dialer=workers == 0)
+    cluster = Cluster(
+        url,
+        workdir,
+        embedded_dialer=workers == 0,
+        api_processes=api_processes if workers else 1,  # several need PostgreSQL
+    )
     await cluster.start({**ZERO, "talk_seconds": [talk, talk]}, workers=workers)
     memory = Memory(cluster)
     sampling = asyncio.create_task(memory.run())
@@ -193,7 +204,7 @@ async def throughput(
         await sampling
         cluster.stop()
     return {
-        "mode": mode,
+        "mode": mode if cluster.api_processes == 1 else f"{mode}, {cluster.api_processes} api",
         "concurrency": concurrency,
         "talk": talk,
         "attempts": count,
@@ -264,6 +275,12 @@ async def main() -> None:
         "latency is its reaction time rather than queueing",
     )
     parser.add_argument("--modes", default="postgres:1,postgres:2,sqlite")
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="`outdial serve --workers N` for the webhooks (PostgreSQL layouts only)",
+    )
     parser.add_argument("--live-campaigns", type=int, default=50)
     parser.add_argument("--live-per-campaign", type=int, default=200)
     parser.add_argument("--postgres-url", default=os.environ.get("OUTDIAL_TEST_POSTGRES_URL"))
@@ -283,6 +300,7 @@ async def main() -> None:
                     args.recipients,
                     args.concurrency,
                     args.talk_seconds,
+                    args.api_processes,
                 )
             finally:
                 await drop_database(backend, args.postgres_url, url)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import httpx
 from fastapi import FastAPI
 
+from outdial import http
 from outdial.config import Settings
 from outdial.dialer.wakeup import Wakeup, listen
 from outdial.dialer.worker import Dialer, dialer_settings
@@ -47,7 +48,7 @@ async def running(
     webhook delivery worker."""
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
+        client = await stack.enter_async_context(http.client(timeout=15, limits=limits))
         if simulator is not None:
             await stack.enter_async_context(simulator.router.lifespan_context(simulator))
         app.state.http_client = client  # carriers, the pre-dial check, call action notices

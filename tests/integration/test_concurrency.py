@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.support import Tenant, numbers
+
+from outdial.campaign import repository as campaign_repository
+from outdial.campaign.state import COUNT_KEYS
+from outdial.dialer import store
+from outdial.models import CampaignCount
 
 
 async def test_concurrent_appends_keep_positions_dense_and_counts_exact(tenant: Tenant) -> None:
@@ -45,3 +53,43 @@ async def test_concurrent_edits_of_one_campaign_all_succeed(tenant: Tenant) -> N
     assert await asyncio.gather(*(rename(i) for i in range(15))) == [200] * 15
     final = await tenant.ok("GET", f"/campaign/{campaign['id']}")
     assert final["max_concurrency"] == int(final["name"].split()[1]) + 1
+
+
+async def test_counters_written_from_many_connections_sum_exactly(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """Each connection writes its own shard of a counter (PostgreSQL); every read sums them,
+    and a key whose shards cancel out counts as zero (the campaign can complete)."""
+    campaign = await tenant.campaign()
+    sessionmaker = app.state.sessionmaker
+    engine = sessionmaker.kw["bind"]
+    gate = asyncio.Barrier(8)
+
+    async def move(i: int) -> None:
+        # Eight transactions at once, each on its own connection, all holding their rows
+        # until every one has written: on one row they would have to wait for each other.
+        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+            await campaign_repository.add_counts(
+                session, campaign["id"], {"dialing": 1 if i % 2 else -1, "completed": 1}
+            )
+            if backend == "postgresql":
+                await asyncio.wait_for(gate.wait(), 10)
+            await session.commit()
+
+    if backend == "postgresql":
+        await asyncio.gather(*(move(i) for i in range(8)))
+    else:  # one writer at a time
+        for i in range(8):
+            await move(i)
+    async with sessionmaker() as session:
+        counts = (await campaign_repository.read_counts(session, [campaign["id"]]))[campaign["id"]]
+        rows = (
+            await session.execute(
+                select(func.count()).where(CampaignCount.campaign_id == campaign["id"])
+            )
+        ).scalar_one()
+    assert counts["completed"] == 8
+    assert counts["dialing"] == 0
+    assert await store.nothing_left(sessionmaker, campaign["id"])
+    if backend == "postgresql":
+        assert rows > len(COUNT_KEYS)  # the writers used several shards

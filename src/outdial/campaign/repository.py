@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Select,
-    Table,
     and_,
     case,
     exists,
@@ -15,12 +15,13 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_WAITING
-from outdial.database import dialect_insert
 from outdial.models import (
     Assistant,
     Campaign,
@@ -44,38 +45,56 @@ async def init_counts(session: AsyncSession, campaign_id: str) -> None:
     )
 
 
+COUNT_SHARDS = 32  # PostgreSQL: how many rows a campaign's key may be spread over
+
+
 async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
     """Apply counter deltas in place (`value = value + d`): no read-modify-write race.
 
-    One upsert whose rows are in name order: PostgreSQL inserts (or, on conflict, updates
-    and locks) the rows of a VALUES list one after another, so every writer locks counter
-    rows in the same order and two writers never deadlock on them. A multi-row UPDATE
-    would lock them in whatever order its plan scans them.
+    One upsert whose rows are in name order, all in this connection's shard: PostgreSQL
+    inserts (or, on conflict, updates and locks) the rows of a VALUES list one after
+    another, so every writer locks counter rows in the same order and two writers never
+    deadlock on them. A multi-row UPDATE would lock them in whatever order its plan scans
+    them. Writers on other connections mostly write other shards and do not wait at all.
     """
-    rows = [
-        {"campaign_id": campaign_id, "name": name, "value": delta}
-        for name, delta in sorted(deltas.items())
-        if delta
-    ]
-    if not rows:
+    changed = sorted((name, delta) for name, delta in deltas.items() if delta)
+    if not changed:
         return
-    counters = cast(Table, CampaignCount.__table__)  # Core: no ORM work per statement
-    statement = dialect_insert(session, counters).values(rows)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[counters.c.campaign_id, counters.c.name],
-            set_={"value": counters.c.value + statement.excluded.value},
-        )
+    values: dict[str, Any] = {"campaign_id": campaign_id}
+    for i, (name, delta) in enumerate(changed):
+        values[f"name{i}"] = name
+        values[f"value{i}"] = delta
+    dialect = session.get_bind().dialect.name
+    await session.execute(_counts_upsert(dialect, len(changed)), values)
+
+
+@functools.cache
+def _counts_upsert(dialect: str, rows: int) -> TextClause:
+    """The counter upsert for `rows` rows, as text: SQLAlchemy never caches the compiled form
+    of a multi-row VALUES insert, and this statement runs with every change of an attempt.
+    The shard is the connection's: constant through a transaction, so one transaction's
+    rows keep the name order."""
+    shard = f"pg_backend_pid() % {COUNT_SHARDS}" if dialect == "postgresql" else "0"
+    values = ", ".join(f"(:campaign_id, :name{i}, {shard}, :value{i})" for i in range(rows))
+    return text(
+        f"INSERT INTO campaign_counts (campaign_id, name, shard, value) VALUES {values} "
+        "ON CONFLICT (campaign_id, name, shard) "
+        "DO UPDATE SET value = campaign_counts.value + excluded.value"
     )
 
 
 async def read_counts(
     session: AsyncSession, campaign_ids: Sequence[str]
 ) -> dict[str, dict[str, int]]:
+    """Each campaign's counters: every key's shards summed (one statement for all)."""
     result: dict[str, dict[str, int]] = {cid: dict.fromkeys(COUNT_KEYS, 0) for cid in campaign_ids}
-    query = select(CampaignCount).where(CampaignCount.campaign_id.in_(campaign_ids))
-    for row in (await session.scalars(query)).all():
-        result[row.campaign_id][row.name] = int(row.value)
+    query = (
+        select(CampaignCount.campaign_id, CampaignCount.name, func.sum(CampaignCount.value))
+        .where(CampaignCount.campaign_id.in_(campaign_ids))
+        .group_by(CampaignCount.campaign_id, CampaignCount.name)
+    )
+    for campaign_id, name, value in (await session.execute(query)).all():
+        result[campaign_id][name] = int(value)
     return result
 
 

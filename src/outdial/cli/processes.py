@@ -13,7 +13,9 @@ from typing import Annotated
 import httpx
 import typer
 import uvicorn
+import uvloop
 
+from outdial import http
 from outdial.config import Settings
 from outdial.database import create_engine, create_sessionmaker, migrate
 from outdial.dialer.wakeup import Wakeup, listen
@@ -38,7 +40,7 @@ async def run_worker(settings: Settings) -> None:
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=200)
     sessionmaker = create_sessionmaker(engine)
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(httpx.AsyncClient(timeout=15, limits=limits))
+        client = await stack.enter_async_context(http.client(timeout=15, limits=limits))
         carriers = Carriers(box, client, simulator_url(settings))
         pre_dial = PreDialChecker(sessionmaker, box, client)
         dialer = Dialer(sessionmaker, carriers, dialer_settings(settings), Wakeup(), pre_dial)
@@ -58,7 +60,7 @@ async def run_worker(settings: Settings) -> None:
 
 def worker_command() -> None:
     """Run a dialer worker (and a webhook deliverer) alone; several may share one PostgreSQL."""
-    asyncio.run(run_worker(Settings()))
+    uvloop.run(run_worker(Settings()))
 
 
 def simulator_command(

@@ -410,11 +410,10 @@ async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_
     """A cheap read: could the campaign be complete? (`complete_if_done` decides under lock.)"""
     waiting = await read_alone(
         sessionmaker,
-        select(counters.c.value).where(
-            counters.c.campaign_id == campaign_id,
-            counters.c.name.in_(RECIPIENT_ACTIVE),
-            counters.c.value != 0,
-        ),
+        select(counters.c.name)
+        .where(counters.c.campaign_id == campaign_id, counters.c.name.in_(RECIPIENT_ACTIVE))
+        .group_by(counters.c.name)
+        .having(func.sum(counters.c.value) != 0),
     )
     return not waiting
 

@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outdial.models.base import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -75,7 +84,10 @@ class CampaignRecipient(Base):
 
 
 class CampaignCount(Base):
-    """Transactional counters behind `counts`: one row per (campaign, key), updated by delta."""
+    """Transactional counters behind `counts`, updated by delta; a key's value is the sum of
+    its rows. Each database connection writes its own shard (PostgreSQL: the backend's pid
+    modulo `COUNT_SHARDS`), so concurrent attempts of one campaign do not queue on one row's
+    lock until commit; SQLite has one writer and one shard (0)."""
 
     __tablename__ = "campaign_counts"
 
@@ -83,4 +95,5 @@ class CampaignCount(Base):
         ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=0)
     value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from outdial import http
 from outdial.config import Settings
 from outdial.database import write_transaction
 from outdial.metrics import registry
@@ -269,7 +270,7 @@ async def delivering(
 ) -> AsyncIterator[Deliverer]:
     """A delivery worker running in the background while the block runs."""
     limits = httpx.Limits(max_connections=settings.concurrency * 2)
-    async with httpx.AsyncClient(
+    async with http.client(
         timeout=settings.timeout, limits=limits, follow_redirects=False
     ) as client:
         deliverer = Deliverer(sessionmaker, box, client, settings)

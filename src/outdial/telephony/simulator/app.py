@@ -12,6 +12,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from outdial import http
 from outdial.telephony.simulator.carrier import Carrier, SimCall
 from outdial.telephony.simulator.scenario import Scenario
 
@@ -220,7 +221,7 @@ def create_simulator(scenario: Scenario | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        async with http.client(timeout=10, limits=limits) as client:
             app.state.carrier = Carrier(scenario or Scenario(), client)
             yield
             await app.state.carrier.close()
