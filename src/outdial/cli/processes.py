@@ -22,7 +22,7 @@ from outdial.dialer.wakeup import Wakeup, listen
 from outdial.dialer.worker import Dialer, dialer_settings
 from outdial.pre_dial.service import PreDialChecker
 from outdial.secrets_store import CredentialBox, load_or_create_key
-from outdial.services import simulator_url
+from outdial.services import settle_startup_memory, simulator_url
 from outdial.telephony.registry import Carriers
 from outdial.telephony.simulator.app import create_simulator
 from outdial.telephony.simulator.scenario import Scenario
@@ -51,6 +51,7 @@ async def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, dialer.stop)
+        settle_startup_memory()
         tasks = [asyncio.create_task(dialer.run())]
         if not settings.is_sqlite:
             tasks.append(asyncio.create_task(listen(url, dialer.wakeup, dialer.stopped)))
@@ -60,7 +61,9 @@ async def run_worker(settings: Settings) -> None:
 
 def worker_command() -> None:
     """Run a dialer worker (and a webhook deliverer) alone; several may share one PostgreSQL."""
-    uvloop.run(run_worker(Settings()))
+    settings = Settings()
+    run = asyncio.run if settings.is_sqlite else uvloop.run  # as `outdial serve` chooses
+    run(run_worker(settings))
 
 
 def simulator_command(

@@ -82,6 +82,9 @@ def serve_command(
         # Media streams are base64 μ-law, which compresses poorly: deflating each 20 ms frame
         # costs CPU on both ends for next to nothing.
         "ws_per_message_deflate": False,
+        # uvloop on PostgreSQL; on SQLite every statement is handed to aiosqlite's thread
+        # and back, which the standard loop does faster (docs/decisions.md, "HTTP underneath").
+        "loop": "asyncio" if settings.is_sqlite else "uvloop",
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
