@@ -150,6 +150,35 @@ async def test_calls_whose_callbacks_are_lost_are_reconciled(service: Service) -
     assert max((await service.observed())["peak_by_from"].values()) <= 4
 
 
+async def test_a_dial_placed_despite_an_error_answer_is_not_placed_twice(
+    service: Service,
+) -> None:
+    """The carrier places every call and answers 500 (its response lost): the dialer waits
+    for the call's callbacks before sending again, finds them, and rings no one twice."""
+    await service.scenario(
+        **HUMANS_ONLY, ring_seconds=[0.1, 0.2], talk_seconds=[0.2, 0.3], lost_response_rate=1
+    )
+    tenant = await service.tenant()
+    vobiz = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+    indian = [{"phone_number": f"+9198765{i:05d}"} for i in range(3)]
+    on_vobiz = await tenant.campaign(
+        recipients=indian, max_concurrency=3, channel="vobiz", phone_number_id=vobiz["id"]
+    )
+    campaigns = [
+        await campaign_of(tenant, 3, max_concurrency=3),
+        await tenant.ok("POST", f"/campaign/{on_vobiz['id']}/start"),
+    ]
+    for campaign in campaigns:
+        done = await finished(tenant, campaign["id"])
+        assert done["counts"]["completed"] == 3
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        assert all(c["status"] == "completed" and c["provider_call_sid"] for c in calls)
+    seen = await service.observed()
+    assert seen["lost_responses"] == 6
+    assert seen["created"] == 6
+    assert set(seen["dials_by_to"].values()) == {1}
+
+
 async def test_a_vobiz_campaign_dials_to_completion(service: Service) -> None:
     await service.scenario(human=1, machine=1, no_answer=1, busy=1, failed=1, seed=9)
     tenant = await service.tenant()

@@ -16,7 +16,7 @@ from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import hours
-from outdial.database import write_alone, write_transaction
+from outdial.database import read_alone, write_alone, write_transaction
 from outdial.dialer import store
 from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
@@ -31,6 +31,9 @@ from outdial.webhook import events as webhook_events
 log = logging.getLogger("outdial.dialer")
 BREAKER_THRESHOLD = 3
 MAX_SEND_TRIES = 6
+# A dial whose outcome is unknown (5xx, broken connection) is only sent again if no callback
+# has come for it within this long: providers report a call they placed within a second.
+CALLBACK_GRACE_SECONDS = 2.0
 RETRY_SEND = frozenset({DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE})
 
 
@@ -84,12 +87,26 @@ class Sender:
             except DialError as error:
                 if error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES:
                     await self._back_off(job, error, attempt)
+                    if error.kind is DialErrorKind.UNAVAILABLE and await self._placed(job):
+                        # Its callbacks came: the provider placed the call despite the error.
+                        await self._dial_sent(job, None)
+                        return True
                     continue
                 await self._dial_failed(job, error)
                 return False
             await self._dial_sent(job, provider_call_id)
             return True
         return False
+
+    async def _placed(self, job: DialJob) -> bool:
+        """Whether the provider has the call after all: a callback moved it on from `queued`
+        (an error answer or a broken connection does not say the call was not created, and
+        dialing again would ring the person twice). A call ended meanwhile (hung up through
+        the API, reaped) is not dialed again either."""
+        rows = await read_alone(
+            self.sessionmaker, select(calls.c.status).where(calls.c.id == job.call_id)
+        )
+        return not rows or rows[0].status != CallState.QUEUED.value
 
     async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
         """Mark the call as being sent if its campaign still runs and its number has not been
@@ -161,6 +178,8 @@ class Sender:
     async def _back_off(self, job: DialJob, error: DialError, attempt: int) -> None:
         """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
         pause = error.retry_after or min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+        if error.kind is DialErrorKind.UNAVAILABLE:
+            pause = max(pause, CALLBACK_GRACE_SECONDS)  # time for a placed call's first callback
         log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
@@ -170,21 +189,19 @@ class Sender:
             )
         await asyncio.sleep(pause)
 
-    async def _dial_sent(self, job: DialJob, provider_call_id: str) -> None:
+    async def _dial_sent(self, job: DialJob, provider_call_id: str | None) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
         initiated = case((calls.c.status == "queued", "initiated"), else_=calls.c.status)
+        values = {
+            "started_at": utcnow(),
+            "status": initiated,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if provider_call_id is not None:  # None: known only from the callbacks
+            values["provider_call_sid"] = func.coalesce(calls.c.provider_call_sid, provider_call_id)
         async with write_transaction(self.sessionmaker) as session:
-            await session.execute(
-                update(calls)
-                .where(calls.c.id == job.call_id)
-                .values(
-                    provider_call_sid=func.coalesce(calls.c.provider_call_sid, provider_call_id),
-                    started_at=utcnow(),
-                    status=initiated,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+            await session.execute(update(calls).where(calls.c.id == job.call_id).values(values))
             await webhook_events.emit_call(session, job.call_id, "call.started")
             if job.campaign_id and job.reset_breaker:
                 await session.execute(

@@ -46,6 +46,14 @@ def _refused(carrier: Carrier, token: str | None) -> bool:
     return token is None or token in carrier.scenario.reject_credentials
 
 
+def _response_lost(carrier: Carrier) -> bool:
+    """The call is placed, but the dialer hears a 500 (`lost_response_rate`)."""
+    if carrier.dice.chance(carrier.scenario.lost_response_rate):
+        carrier.seen.lost_responses += 1
+        return True
+    return False
+
+
 @twilio_router.post(".json")
 async def twilio_create(account_sid: str, request: Request) -> Response:
     carrier = _carrier(request)
@@ -63,6 +71,8 @@ async def twilio_create(account_sid: str, request: Request) -> Response:
     urls = {"answer": str(form.get("Url", "")), "status": str(form.get("StatusCallback", ""))}
     assert token is not None
     call = carrier.open_call("twilio", account_sid, token, to, from_, urls)
+    if _response_lost(carrier):
+        return _twilio_error(500, 20500, "Internal Server Error")
     body = {
         "sid": call.sid,
         "status": "queued",
@@ -136,6 +146,8 @@ async def vobiz_create(auth_id: str, request: Request) -> Response:
         "+" + str(body.get("from", "")).lstrip("+"),
         urls,
     )
+    if _response_lost(carrier):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
     return JSONResponse(
         {"api_id": secrets.token_hex(8), "message": "Call fired", "request_uuid": call.sid},
         status_code=201,

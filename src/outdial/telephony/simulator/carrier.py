@@ -74,6 +74,7 @@ class Observations:
         self.created = 0
         self.rate_limited = 0
         self.rejected = 0
+        self.lost_responses = 0
         self.live_by_from: Counter[str] = Counter()
         self.peak_by_from: Counter[str] = Counter()
         self.live_by_to: Counter[tuple[str, str]] = Counter()
@@ -101,6 +102,7 @@ class Observations:
             "created": self.created,
             "rate_limited": self.rate_limited,
             "rejected": self.rejected,
+            "lost_responses": self.lost_responses,
             "live": sum(self.live_by_from.values()),
             "live_by_from": dict(self.live_by_from),
             "peak_by_from": dict(self.peak_by_from),

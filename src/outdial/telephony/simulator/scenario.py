@@ -33,6 +33,13 @@ class Scenario(BaseModel):
     drop_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of status callbacks never delivered."
     )
+    lost_response_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of dials the carrier places and then answers 500 to, as when its "
+        "response is lost on the way: the call rings all the same.",
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
