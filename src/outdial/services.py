@@ -30,9 +30,9 @@ def settle_startup_memory() -> None:
     """Keep what startup loaded out of the garbage collector's full passes (`gc.freeze`).
 
     A full pass walks every tracked object: with the libraries a process loads that took
-    30-120 ms in `outdial worker`, a stall of the whole event loop that showed up in the
-    dialer's refill latency (docs/benchmarks.md). Modules, classes and settings live as long
-    as the process, so there is nothing to collect among them.
+    50-115 ms, a stall of the whole event loop each time; after the freeze the passes of a
+    running dialer took 9-15 ms (docs/benchmarks.md). Modules, classes and settings live as
+    long as the process, so there is nothing to collect among them.
     """
     gc.collect()
     gc.freeze()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 from tests.support import Tenant, numbers
 
 from outdial.campaign import repository as campaign_repository
@@ -62,25 +63,50 @@ async def test_counters_written_from_many_connections_sum_exactly(
     and a key whose shards cancel out counts as zero (the campaign can complete)."""
     campaign = await tenant.campaign()
     sessionmaker = app.state.sessionmaker
-    engine = sessionmaker.kw["bind"]
-    gate = asyncio.Barrier(8)
+    writers = 4
 
-    async def move(i: int) -> None:
-        # Eight transactions at once, each on its own connection, all holding their rows
-        # until every one has written: on one row they would have to wait for each other.
-        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+    async def move(connection: AsyncConnection, i: int, gate: asyncio.Barrier | None) -> None:
+        async with AsyncSession(bind=connection) as session:
             await campaign_repository.add_counts(
                 session, campaign["id"], {"dialing": 1 if i % 2 else -1, "completed": 1}
             )
-            if backend == "postgresql":
+            if gate is not None:  # every writer holds its rows until all have written
                 await asyncio.wait_for(gate.wait(), 10)
             await session.commit()
 
-    if backend == "postgresql":
-        await asyncio.gather(*(move(i) for i in range(8)))
-    else:  # one writer at a time
-        for i in range(8):
-            await move(i)
+    engine = create_async_engine(sessionmaker.kw["bind"].url, poolclass=NullPool)
+    try:
+        if backend == "postgresql":
+            # Connections of distinct shards, all in a transaction at once: on one row (or a
+            # shared shard) the second writer would wait for the first, and the gate never
+            # opens.
+            connections: dict[int, AsyncConnection] = {}
+            while len(connections) < writers:
+                connection = await engine.connect()
+                shard = (
+                    await connection.execute(
+                        text(f"SELECT pg_backend_pid() % {campaign_repository.COUNT_SHARDS}")
+                    )
+                ).scalar_one()
+                await connection.rollback()
+                if shard in connections:
+                    await connection.close()
+                else:
+                    connections[shard] = connection
+            gate = asyncio.Barrier(writers)
+            try:
+                await asyncio.gather(
+                    *(move(c, i, gate) for i, c in enumerate(connections.values()))
+                )
+            finally:
+                for connection in connections.values():
+                    await connection.close()
+        else:  # one writer at a time
+            for i in range(writers):
+                async with engine.connect() as connection:
+                    await move(connection, i, None)
+    finally:
+        await engine.dispose()
     async with sessionmaker() as session:
         counts = (await campaign_repository.read_counts(session, [campaign["id"]]))[campaign["id"]]
         rows = (
@@ -88,7 +114,7 @@ async def test_counters_written_from_many_connections_sum_exactly(
                 select(func.count()).where(CampaignCount.campaign_id == campaign["id"])
             )
         ).scalar_one()
-    assert counts["completed"] == 8
+    assert counts["completed"] == writers
     assert counts["dialing"] == 0
     assert await store.nothing_left(sessionmaker, campaign["id"])
     if backend == "postgresql":
