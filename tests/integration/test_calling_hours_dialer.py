@@ -154,7 +154,7 @@ async def test_a_dial_given_back_after_the_campaign_ended_ends_its_recipient(
         async with write_transaction(service.app.state.sessionmaker) as session:
             locked = await claiming.lock_running_campaign(session, campaign["id"])
             assert locked is not None
-            await store.expire_waiting(session, locked, datetime.now(UTC))
+            await store.expire_waiting(session, locked.campaign, datetime.now(UTC))
     assert await a_sender(service).send(replace(jobs[0], dial_at=datetime.now(UTC))) is False
 
     rows = await recipients(tenant, campaign["id"])

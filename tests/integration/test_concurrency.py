@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
@@ -12,8 +15,12 @@ from tests.support import Tenant, numbers
 
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import COUNT_KEYS
+from outdial.database import write_transaction
+from outdial.dialer import claim as claiming
 from outdial.dialer import store
-from outdial.models import CampaignCount
+from outdial.models import CampaignCount, CampaignRecipient
+
+T = TypeVar("T")
 
 
 async def test_concurrent_appends_keep_positions_dense_and_counts_exact(tenant: Tenant) -> None:
@@ -119,3 +126,44 @@ async def test_counters_written_from_many_connections_sum_exactly(
     assert await store.nothing_left(sessionmaker, campaign["id"])
     if backend == "postgresql":
         assert rows > len(COUNT_KEYS)  # the writers used several shards
+
+
+async def test_claims_exclude_each_other_and_stop_but_not_the_ends_of_calls(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """A claim holds its campaign against other claims (a transaction-scoped advisory lock,
+    tried without waiting) and against stop and pause (the row `FOR SHARE`), but neither a
+    claim nor the end of a call waits for the other: a freed slot's refill is not held up
+    by the end of another call, nor that end by a claim."""
+    if backend != "postgresql":
+        pytest.skip("row and advisory locks are PostgreSQL's (SQLite writes one at a time)")
+    campaign = await tenant.campaign(recipients=[{"phone_number": n} for n in numbers(2)])
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")  # no dialer in this app
+    sessionmaker = app.state.sessionmaker
+    async with sessionmaker() as session:
+        first, second = (
+            await session.scalars(
+                select(CampaignRecipient.id)
+                .where(CampaignRecipient.campaign_id == campaign["id"])
+                .order_by(CampaignRecipient.position)
+            )
+        ).all()
+
+    async def within(seconds: float, step: Awaitable[T]) -> T:
+        return await asyncio.wait_for(step, seconds)
+
+    async with write_transaction(sessionmaker) as ending:  # a call's end, being written
+        assert await within(5, store.lock_attempt(ending, campaign["id"], first)) is not None
+        async with write_transaction(sessionmaker) as claim:
+            claimable = await within(5, claiming.lock_running_campaign(claim, campaign["id"]))
+            assert claimable is not None  # the end does not make the claim skip the campaign
+            async with write_transaction(sessionmaker) as other:
+                assert await claiming.lock_running_campaign(other, campaign["id"]) is None
+            async with write_transaction(sessionmaker) as another_end:
+                locked = await within(5, store.lock_attempt(another_end, campaign["id"], second))
+                assert locked is not None and locked.campaign_status == "running"
+            stopping = asyncio.ensure_future(tenant.ok("POST", f"/campaign/{campaign['id']}/stop"))
+            await asyncio.sleep(0.5)
+            assert not stopping.done()  # the stop waits for the claim and the end
+    stopped = await within(10, stopping)
+    assert stopped["status"] == "completed"

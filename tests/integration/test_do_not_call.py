@@ -229,7 +229,7 @@ async def test_the_blocked_query_is_backed_by_indexes(
     app: FastAPI, tenant: Tenant, backend: str
 ) -> None:
     await insert_calls(app, tenant.user_id, ANN, [timedelta(hours=1)])
-    query = dnc_repository.blocked_query(tenant.user_id, [ANN, BO], utcnow(), 3)
+    query = dnc_repository.blocked_query(tenant.user_id, [ANN, BO], utcnow(), 3, live=True)
     async with app.state.sessionmaker() as session:
         dialect = session.get_bind().dialect
         statement = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections.abc import Awaitable
 from typing import Any
 
+from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.dialing import Service, wait_for
 from tests.support import Tenant
 from twilio.request_validator import RequestValidator
 
-from outdial.models import CallEvent
+from outdial.database import write_transaction
+from outdial.ids import new_id
+from outdial.models import Call, CallEvent
+from outdial.telephony.webhooks import Verifier
 
 
 async def ringing_call(service: Service, tenant: Tenant) -> dict[str, Any]:
@@ -56,3 +64,45 @@ async def test_a_wrong_signature_is_403_and_changes_nothing(service: Service) ->
     current = await tenant.ok("GET", f"/calls/{call['id']}")
     assert current["status"] in ("initiated", "ringing") and current["ended_at"] is None
     assert await events_of(service, call["id"]) == before
+
+
+async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    """A call's first callbacks often arrive at once (answered, then completed at once for
+    a short call): they share one read of the call's secret and provider."""
+    number = await tenant.phone_number()
+    secret = "one-secret"
+    ids = [new_id("call"), new_id("call")]
+    async with write_transaction(app.state.sessionmaker) as session:
+        for call_id, to_number in zip(ids, ("+14155550100", "+14155550101"), strict=True):
+            session.add(
+                Call(
+                    id=call_id,
+                    user_id=tenant.user_id,
+                    phone_number_id=number["id"],
+                    provider="twilio",
+                    to_number=to_number,
+                    status="ringing",
+                    secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+                )
+            )
+    sessions_opened = 0
+
+    def counting() -> AsyncSession:
+        nonlocal sessions_opened
+        sessions_opened += 1
+        return app.state.sessionmaker()
+
+    verifier = Verifier(counting)  # type: ignore[arg-type]
+    carriers = app.state.carriers
+
+    def check(call_id: str, with_secret: str = secret) -> Awaitable[bool]:
+        return verifier.verify(carriers, call_id, "twilio", with_secret, lambda _token: True)
+
+    assert await check(ids[0])  # reads the call, then the number's token (kept from now on)
+    sessions_opened = 0
+    assert await asyncio.gather(*(check(ids[1]) for _ in range(8))) == [True] * 8
+    assert sessions_opened == 1
+    assert await asyncio.gather(check(ids[1], "wrong"), check(ids[1])) == [False, True]
+    assert sessions_opened == 1  # kept after the first read

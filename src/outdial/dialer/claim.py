@@ -1,20 +1,23 @@
 """Claiming: the one short transaction that turns due recipients into calls.
 
-Lock the campaign row (`FOR UPDATE SKIP LOCKED`: a campaign another worker is claiming is
-skipped, not waited for), compute free slots from the transactional counters, lock the
-caller number for pacing, take due recipients (retries first, then by position) with
-`FOR UPDATE SKIP LOCKED`, create their call rows, commit. The provider is called later,
-outside any transaction. SQLite (one process) runs the same statements without the locks.
+Take the campaign's claim lock (a transaction-scoped advisory lock tried without waiting:
+a campaign another worker is claiming is skipped, not waited for) and its row `FOR SHARE`
+(stop and pause wait for the claim; the ends of calls, which hold it `FOR SHARE` too, do
+not), compute free slots from the transactional counters, lock the caller number for
+pacing, take due recipients (retries first, then by position) with `FOR UPDATE SKIP
+LOCKED`, create their call rows, commit. The provider is called later, outside any
+transaction. SQLite (one process) runs the same statements without the locks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign import hours
@@ -23,8 +26,7 @@ from outdial.campaign.service import amd_timeout
 from outdial.dialer import store
 from outdial.do_not_call import service as do_not_call
 from outdial.ids import new_id
-from outdial.models import Assistant, Call, Campaign, CampaignRecipient, PhoneNumber
-from outdial.models.call import LIVE_STATUSES
+from outdial.models import Assistant, Call, Campaign, CampaignCount, CampaignRecipient, PhoneNumber
 from outdial.models.pre_dial_check import PreDialCheck
 from outdial.pre_dial.service import PreDialRequest
 from outdial.webhook import events as webhook_events
@@ -67,20 +69,82 @@ def new_secret() -> tuple[str, str]:
     return secret, hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:
-    """The campaign if it is running and no other worker holds it right now."""
-    query = (
-        select(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == "running")
-        .with_for_update(skip_locked=True)
+CLAIM_LOCKS = 0x6F64  # the advisory-lock namespace of claims (the key is the campaign id's hash)
+
+
+@dataclass(frozen=True)
+class Claimable:
+    """A running campaign whose claim lock this transaction holds, with what its dials need."""
+
+    campaign: Campaign
+    assistant: Assistant | None
+    pre_dial: bool  # the account has a pre-dial check
+
+
+async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Claimable | None:
+    """The campaign if it is running and no other worker is claiming it right now; one
+    statement (the assistant and the pre-dial check are read with it)."""
+    has_pre_dial = (
+        select(PreDialCheck.user_id).where(PreDialCheck.user_id == Campaign.user_id).exists()
     )
-    return (await session.scalars(query)).one_or_none()
+    query = (
+        select(Campaign, Assistant, has_pre_dial.label("pre_dial"))
+        .outerjoin(Assistant, Assistant.id == Campaign.assistant_id)
+        .where(Campaign.id == campaign_id, Campaign.status == "running")
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(Campaign.id))
+        query = query.where(claim_lock).with_for_update(of=Campaign, read=True)
+    row = (await session.execute(query)).first()
+    return Claimable(row.Campaign, row.Assistant, row.pre_dial) if row is not None else None
+
+
+CLAIM_COUNTS = ("dialing", "in_progress", "pending", "retry_scheduled")
+
+
+async def lock_number(
+    session: AsyncSession, campaign: Campaign
+) -> tuple[PhoneNumber, dict[str, int]]:
+    """The campaign's caller number, locked for pacing, and the campaign's `CLAIM_COUNTS`
+    counters, in one statement.
+
+    Read after the claim lock was taken, so every earlier claim's changes are in them. Should
+    the number's lock wait (a claim of another campaign on it), what changes the counters
+    meanwhile is the end of a call, which only frees a slot: the claim fills fewer slots
+    than it could, never more.
+    """
+    counters = [
+        select(func.coalesce(func.sum(CampaignCount.value), 0))
+        .where(CampaignCount.campaign_id == campaign.id, CampaignCount.name == name)
+        .scalar_subquery()
+        .label(name)
+        for name in CLAIM_COUNTS
+    ]
+    query = select(PhoneNumber, *counters).where(PhoneNumber.id == campaign.phone_number_id)
+    row = (await session.execute(query.with_for_update(of=PhoneNumber))).one()
+    return row.PhoneNumber, {name: int(row._mapping[name]) for name in CLAIM_COUNTS}
+
+
+async def lock_for_change(session: AsyncSession, campaign_id: str) -> None:
+    """Upgrade a claim's hold on the campaign row to `FOR UPDATE`, to change the campaign.
+
+    Before any recipient or counter row is written: the ends of calls hold the row
+    `FOR SHARE` and then wait for those, so an upgrade after them could deadlock.
+    """
+    await session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
 
 
 async def due_recipients(
-    session: AsyncSession, campaign_id: str, now: datetime, limit: int
+    session: AsyncSession,
+    campaign_id: str,
+    now: datetime,
+    limit: int,
+    waiting: Collection[str] = ("retry_scheduled", "pending"),
 ) -> list[CampaignRecipient]:
-    """Up to `limit` recipients to dial now: retries that are due first, then by position."""
+    """Up to `limit` recipients to dial now: retries that are due first, then by position.
+    `waiting`: the statuses the campaign has recipients in (the counters say), so a query
+    that could find nothing is not sent."""
+    chosen: list[CampaignRecipient] = []
     retries = (
         select(CampaignRecipient)
         .where(
@@ -92,8 +156,9 @@ async def due_recipients(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    chosen = list((await session.scalars(retries)).all())
-    if len(chosen) < limit:
+    if "retry_scheduled" in waiting:
+        chosen += (await session.scalars(retries)).all()
+    if len(chosen) < limit and "pending" in waiting:
         fresh = (
             select(CampaignRecipient)
             .where(
@@ -110,17 +175,6 @@ async def due_recipients(
         )
         chosen += (await session.scalars(fresh)).all()
     return chosen
-
-
-async def numbers_in_live_calls(
-    session: AsyncSession, user_id: str, numbers: list[str]
-) -> set[str]:
-    if not numbers:
-        return set()
-    query = select(Call.to_number).where(
-        Call.user_id == user_id, Call.to_number.in_(numbers), Call.status.in_(LIVE_STATUSES)
-    )
-    return set((await session.scalars(query)).all())
 
 
 def pace(number: PhoneNumber, count: int, now: datetime) -> list[datetime]:
@@ -141,41 +195,34 @@ def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -
 
 async def claim(
     session: AsyncSession,
-    campaign: Campaign,
+    claimable: Claimable,
     worker_id: str,
     now: datetime,
     lease: timedelta,
     *,
     daily_cap: int = 0,
 ) -> list[DialJob]:
-    """Claim what the campaign (locked by the caller) may dial now.
+    """Claim what the campaign (its claim lock taken by the caller) may dial now.
 
     Recipients that may not be dialed now (their number is on a live call, over the
     account's daily cap, or their local clock is outside the calling hours) are put off
     with a reason; numbers on the account's do-not-call list are skipped. The next due
     ones are taken in their place, a few batches at most per round.
     """
-    counts = (await campaign_repository.read_counts(session, [campaign.id]))[campaign.id]
-    number = (
-        await session.scalars(
-            select(PhoneNumber).where(PhoneNumber.id == campaign.phone_number_id).with_for_update()
-        )
-    ).one()
+    campaign = claimable.campaign
+    number, counts = await lock_number(session, campaign)
     free, paced = slots_for(campaign, counts, number)
     if free == 0:
         return []
     window = hours.parse(campaign.calling_hours)
     deltas: dict[str, int] = {}
     jobs: list[DialJob] = []
-    dial = Dial(
-        amd_timeout(campaign, await session.get(Assistant, campaign.assistant_id)),
-        window,
-        await session.get(PreDialCheck, campaign.user_id) is not None,
-    )
+    dial = Dial(amd_timeout(campaign, claimable.assistant), window, claimable.pre_dial)
     ended: list[int] = []
     more = paced
+    waiting = [status for status in ("retry_scheduled", "pending") if counts[status]]
     for batch in range(MAX_BATCHES):
-        recipients = await due_recipients(session, campaign.id, now, free - len(jobs))
+        recipients = await due_recipients(session, campaign.id, now, free - len(jobs), waiting)
         ready = await _dialable(session, campaign, window, recipients, now, deltas, daily_cap)
         ended += [r.id for r in recipients if r.status in ("skipped", "expired")]
         jobs += [
@@ -190,10 +237,13 @@ async def claim(
         jobs[-1] = replace(jobs[-1], claim_again=True)
     if jobs:
         deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
+    may_complete = bool(deltas) and not jobs  # the last ones were skipped
+    if may_complete:
+        await lock_for_change(session, campaign.id)
     await campaign_repository.add_counts(session, campaign.id, deltas)
     await webhook_events.emit_recipients_final(session, campaign.user_id, ended)
-    if deltas and not jobs:
-        await store.complete_if_done(session, campaign.id, now)  # the last ones were skipped
+    if may_complete:
+        await store.complete_if_done(session, campaign.id, now)
     return jobs
 
 
@@ -208,11 +258,12 @@ async def _dialable(
 ) -> list[CampaignRecipient]:
     """The recipients that may be dialed now; the others are put off (or end) with a reason."""
     numbers = [r.phone_number for r in recipients]
-    busy = await numbers_in_live_calls(session, campaign.user_id, numbers)
-    blocked = await do_not_call.blocked_numbers(
-        session, campaign.user_id, numbers, now, daily_cap=daily_cap
+    blocked = await do_not_call.screened(
+        session, campaign.user_id, numbers, now, daily_cap=daily_cap, live=True
     )
-    capped = [n for n, why in blocked.items() if why == do_not_call.DAILY_CAP]
+    busy = {n for n, why in blocked.items() if do_not_call.LIVE in why}
+    listed = {n for n, why in blocked.items() if do_not_call.DNC in why}
+    capped = [n for n, why in blocked.items() if do_not_call.DAILY_CAP in why and n not in listed]
     frees_at = await do_not_call.daily_cap_frees_at(
         session, campaign.user_id, capped, now, daily_cap=daily_cap
     )
@@ -223,7 +274,7 @@ async def _dialable(
             recipient.next_attempt_at = now + BUSY_NUMBER_DEFERRAL
             recipient.status_reason = "waiting: another call to this number is live"
             continue
-        if blocked.get(number) == do_not_call.DNC:
+        if number in listed:
             _end(recipient, "skipped", "dnc", deltas)
             continue
         if number in frees_at:

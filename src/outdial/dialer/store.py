@@ -22,6 +22,7 @@ from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
 from outdial.database import dialect_insert, read_alone, write_alone, write_transaction
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
+from outdial.dialer.wakeup import CHANNEL
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
 from outdial.models.call_event import MEDIA_CLAIM_KEY
 from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
@@ -61,6 +62,7 @@ class CallRow:
     talk_ended_reason: str | None = None
     media_claimed: bool = False  # a media stream connected: the call talked to its assistant
     conversation_stored: bool = False  # the voice runtime has stored the conversation
+    user_id: str | None = None
 
 
 _CALL_ROW = (
@@ -80,6 +82,7 @@ _CALL_ROW = (
     # The voice runtime writes latency_metrics with every conversation it stores (an error
     # too): voice/service.record and record_failure.
     calls.c.latency_metrics.is_not(None).label("conversation_stored"),
+    calls.c.user_id,
 )
 
 
@@ -90,28 +93,48 @@ async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
     return CallRow(**row._mapping) if row is not None else None
 
 
-async def lock_campaign_shared(session: AsyncSession, campaign_id: str) -> Any:
-    """Hold the campaign against stop/pause while an attempt's end is written."""
-    query = (
-        select(
-            campaigns.c.status,
-            campaigns.c.ended_reason,
-            campaigns.c.retry_policy,
-            campaigns.c.schedule_end_time,
+@dataclass(frozen=True)
+class AttemptLocks:
+    """The campaign (held against stop and pause) and the recipient (locked) of an attempt
+    whose end is being written."""
+
+    campaign_status: str
+    campaign_ended_reason: str | None
+    retry_policy: Any
+    schedule_end_time: datetime | None
+    recipient_status: str
+    attempts: int
+    last_call_id: str | None
+
+
+async def lock_attempt(
+    session: AsyncSession, campaign_id: str, recipient_id: int
+) -> AttemptLocks | None:
+    """One statement: the campaign `FOR SHARE` (stop and pause wait, claims and other ends do
+    not), then the recipient `FOR UPDATE`. On PostgreSQL it also tells every worker that the
+    campaign may dial again (`NOTIFY`, delivered at commit)."""
+    columns = [
+        campaigns.c.status.label("campaign_status"),
+        campaigns.c.ended_reason.label("campaign_ended_reason"),
+        campaigns.c.retry_policy,
+        campaigns.c.schedule_end_time,
+        recipients.c.status.label("recipient_status"),
+        recipients.c.attempts,
+        recipients.c.last_call_id,
+    ]
+    query = select(*columns).where(
+        campaigns.c.id == campaign_id,
+        recipients.c.id == recipient_id,
+        recipients.c.campaign_id == campaigns.c.id,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.add_columns(func.pg_notify(CHANNEL, campaign_id)).suffix_with(
+            f"FOR SHARE OF {campaigns.name} FOR UPDATE OF {recipients.name}"
         )
-        .where(campaigns.c.id == campaign_id)
-        .with_for_update(read=True)
-    )
-    return (await session.execute(query)).first()
-
-
-async def lock_recipient(session: AsyncSession, recipient_id: int) -> Any:
-    query = (
-        select(recipients.c.status, recipients.c.attempts, recipients.c.last_call_id)
-        .where(recipients.c.id == recipient_id)
-        .with_for_update()
-    )
-    return (await session.execute(query)).first()
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    return AttemptLocks(**{column.name: row._mapping[column.name] for column in columns})
 
 
 async def _update_call(session: AsyncSession, call_id: str, **values: Any) -> None:
@@ -305,7 +328,9 @@ async def finish_call(
         values["ended_reason"] = call.talk_ended_reason
     await _update_call(session, call.id, **values)
     pending = bool(call.media_claimed and not call.conversation_stored)
-    await webhook_events.emit_call(session, call.id, "call.ended", conversation_pending=pending)
+    await webhook_events.emit_call(
+        session, call.id, "call.ended", conversation_pending=pending, user_id=call.user_id
+    )
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now)
     return True
@@ -315,23 +340,21 @@ async def _settle_recipient(
     session: AsyncSession, call: CallRow, outcome: str, now: datetime
 ) -> None:
     assert call.campaign_id is not None and call.recipient_id is not None
-    campaign = await lock_campaign_shared(session, call.campaign_id)
-    recipient = await lock_recipient(session, call.recipient_id)
+    locked = await lock_attempt(session, call.campaign_id, call.recipient_id)
     deltas = {"calls_active": -1}
     if (
-        campaign is not None
-        and recipient is not None
-        and recipient.last_call_id == call.id
-        and recipient.status in ("dialing", "in_progress")
+        locked is not None
+        and locked.last_call_id == call.id
+        and locked.recipient_status in ("dialing", "in_progress")
     ):
         decision = (
             Decision(outcome)
-            if campaign.status == "completed"
+            if locked.campaign_status == "completed"
             else after_attempt(
-                campaign.retry_policy, outcome, recipient.attempts, now, campaign.schedule_end_time
+                locked.retry_policy, outcome, locked.attempts, now, locked.schedule_end_time
             )
         )
-        deltas[recipient.status] = deltas.get(recipient.status, 0) - 1
+        deltas[locked.recipient_status] = deltas.get(locked.recipient_status, 0) - 1
         deltas[decision.status] = deltas.get(decision.status, 0) + 1
         await _update_recipient(
             session,
@@ -340,13 +363,11 @@ async def _settle_recipient(
             last_outcome=outcome,
             next_attempt_at=decision.next_attempt_at,
             status_reason=(
-                f"retry {recipient.attempts + 1} after {outcome}"
-                if decision.next_attempt_at
-                else None
+                f"retry {locked.attempts + 1} after {outcome}" if decision.next_attempt_at else None
             ),
         )
         if decision.status not in RECIPIENT_ACTIVE:
-            await webhook_events.emit_recipient_final(session, call.recipient_id)
+            await webhook_events.emit_recipient_final(session, call.recipient_id, call.user_id)
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
@@ -380,17 +401,18 @@ async def release_undialed(
     )
     if call.recipient_id is None or call.campaign_id is None:
         return
-    campaign = await lock_campaign_shared(session, call.campaign_id)
-    if final is None and campaign is not None and campaign.status == "completed":
-        final, detail = WAITING_AT_THE_END.get(campaign.ended_reason, ("expired", "campaign ended"))
-    recipient = await lock_recipient(session, call.recipient_id)
+    locked = await lock_attempt(session, call.campaign_id, call.recipient_id)
+    if final is None and locked is not None and locked.campaign_status == "completed":
+        final, detail = WAITING_AT_THE_END.get(
+            locked.campaign_ended_reason or "", ("expired", "campaign ended")
+        )
     deltas = {"calls_active": -1, "calls_placed": -1}
     if (
-        recipient is not None
-        and recipient.last_call_id == call.id
-        and recipient.status == "dialing"
+        locked is not None
+        and locked.last_call_id == call.id
+        and locked.recipient_status == "dialing"
     ):
-        attempts = recipient.attempts - 1
+        attempts = locked.attempts - 1
         status = final or ("pending" if attempts == 0 else "retry_scheduled")
         await _update_recipient(
             session,
@@ -402,7 +424,7 @@ async def release_undialed(
         )
         deltas.update({"dialing": -1, status: 1})
         if final:
-            await webhook_events.emit_recipient_final(session, call.recipient_id)
+            await webhook_events.emit_recipient_final(session, call.recipient_id, call.user_id)
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 

@@ -1,8 +1,9 @@
 """Event-driven refill: a freed slot wakes the dialer at once.
 
 In one process an asyncio.Event does it; across processes PostgreSQL's LISTEN/NOTIFY
-carries the campaign id (the NOTIFY is sent inside the transaction that freed the slot, so
-it arrives exactly when the change is visible). The periodic sweep is only a safety net.
+carries the campaign id (the NOTIFY is sent inside the transaction that freed the slot, by
+`dialer/store.lock_attempt`, so it arrives exactly when the change is visible). The
+periodic sweep is only a safety net.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import contextlib
 import logging
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "outdial_dialer"
 log = logging.getLogger("outdial.dialer")
@@ -48,15 +47,6 @@ class Wakeup:
         everything, campaigns = self.everything, self.campaigns
         self.everything, self.campaigns = False, set()
         return everything, campaigns
-
-
-async def notify(session: AsyncSession, campaign_id: str) -> None:
-    """Tell every worker (other processes included) that this campaign may dial again."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": CHANNEL, "payload": campaign_id},
-        )
 
 
 async def listen(database_url: str, wakeup: Wakeup, stopped: asyncio.Event) -> None:

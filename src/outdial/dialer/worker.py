@@ -106,17 +106,19 @@ class Dialer:
         now = utcnow()
         try:
             async with write_transaction(self.sessionmaker) as session:
-                campaign = await claiming.lock_running_campaign(session, campaign_id)
-                if campaign is None:
+                claimable = await claiming.lock_running_campaign(session, campaign_id)
+                if claimable is None:
                     return
+                campaign = claimable.campaign
                 if campaign.schedule_end_time is not None and now >= campaign.schedule_end_time:
+                    await claiming.lock_for_change(session, campaign.id)
                     await store.expire_waiting(session, campaign, now)
                     return
                 if campaign.schedule_start_time is not None and now < campaign.schedule_start_time:
                     return
                 jobs = await claiming.claim(
                     session,
-                    campaign,
+                    claimable,
                     self.name,
                     now,
                     self.settings.lease,

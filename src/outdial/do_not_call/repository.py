@@ -1,4 +1,4 @@
-"""Do-not-call rows, and the one statement that finds the numbers a claim must not dial."""
+"""Do-not-call rows, and the one statement that finds the numbers a claim must not dial now."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.database import dialect_insert
 from outdial.models import Call, DoNotCallEntry
+from outdial.models.call import LIVE_STATUSES
 
 entries = cast(Table, DoNotCallEntry.__table__)
 calls = cast(Table, Call.__table__)
@@ -107,25 +108,36 @@ async def is_listed(session: AsyncSession, user_id: str, number: str) -> bool:
 
 
 def blocked_query(
-    user_id: str, numbers: Sequence[str], now: datetime, daily_cap: int | None
+    user_id: str, numbers: Sequence[str], now: datetime, daily_cap: int | None, *, live: bool
 ) -> Executable:
-    """BLOCKED: (number, "dnc" | "daily_cap") for the numbers that must not be dialed.
+    """BLOCKED: (number, "dnc" | "daily_cap" | "live") for the numbers that must not be
+    dialed now; "live" (a call to the number is live) only when asked for.
 
-    Both halves are index lookups: the list's primary key (user, number), and the calls'
-    (user, to_number, created_at) over the last 24 hours; one round trip for both.
+    Each part is an index lookup: the list's primary key (user, number), the calls'
+    (user, to_number, created_at) over the last 24 hours, the live calls' unique
+    (user, to_number); one round trip for all.
     """
-    listed = select(entries.c.phone_number, literal("dnc")).where(
-        entries.c.user_id == user_id, entries.c.phone_number.in_(numbers)
-    )
-    if not daily_cap:
-        return listed
-    capped = (
-        select(calls.c.to_number, literal("daily_cap"))
-        .where(*_counted_calls(user_id, numbers, now - DAY))
-        .group_by(calls.c.to_number)
-        .having(func.count() >= daily_cap)
-    )
-    return union_all(listed, capped)
+    parts = [
+        select(entries.c.phone_number, literal("dnc")).where(
+            entries.c.user_id == user_id, entries.c.phone_number.in_(numbers)
+        )
+    ]
+    if daily_cap:
+        parts.append(
+            select(calls.c.to_number, literal("daily_cap"))
+            .where(*_counted_calls(user_id, numbers, now - DAY))
+            .group_by(calls.c.to_number)
+            .having(func.count() >= daily_cap)
+        )
+    if live:
+        parts.append(
+            select(calls.c.to_number, literal("live")).where(
+                calls.c.user_id == user_id,
+                calls.c.to_number.in_(numbers),
+                calls.c.status.in_(LIVE_STATUSES),
+            )
+        )
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 async def blocked(
@@ -134,8 +146,10 @@ async def blocked(
     numbers: Sequence[str],
     now: datetime,
     daily_cap: int | None,
+    *,
+    live: bool = False,
 ) -> list[tuple[str, str]]:
-    rows = await session.execute(blocked_query(user_id, numbers, now, daily_cap))
+    rows = await session.execute(blocked_query(user_id, numbers, now, daily_cap, live=live))
     return [(number, reason) for number, reason in rows.all()]
 
 

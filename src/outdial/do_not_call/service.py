@@ -22,6 +22,7 @@ from outdial.schemas import Page
 
 DNC = "dnc"
 DAILY_CAP = "daily_cap"
+LIVE = "live"
 OPT_OUT_REASON = "opted out during a call"
 _MAX_REPORTED = 100
 
@@ -103,13 +104,29 @@ async def blocked_numbers(
     transaction do). A number that is both is `"dnc"`. `daily_cap` None or 0: no cap.
     One statement, two index lookups; meant for the claim transaction.
     """
+    found = await screened(session, user_id, numbers, now, daily_cap=daily_cap)
+    return {number: DNC if DNC in reasons else DAILY_CAP for number, reasons in found.items()}
+
+
+async def screened(
+    session: AsyncSession,
+    user_id: str,
+    numbers: list[str],
+    now: datetime,
+    *,
+    daily_cap: int | None,
+    live: bool = False,
+) -> dict[str, set[str]]:
+    """number → every reason it may not be dialed now: `"dnc"` and `"daily_cap"` as in
+    `blocked_numbers`, and, with `live`, `"live"` (the account has a live call to it).
+    One statement."""
     if not numbers:
         return {}
-    found: dict[str, str] = {}
-    for number, reason in await repository.blocked(session, user_id, numbers, now, daily_cap):
-        if found.get(number) != DNC:
-            found[number] = reason
-    return found
+    found: dict[str, set[str]] = defaultdict(set)
+    rows = await repository.blocked(session, user_id, numbers, now, daily_cap, live=live)
+    for number, reason in rows:
+        found[number].add(reason)
+    return dict(found)
 
 
 async def daily_cap_frees_at(

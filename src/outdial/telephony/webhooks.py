@@ -12,6 +12,7 @@ that is verified like the others and changes nothing of the call.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -28,7 +29,6 @@ from outdial.database import read_alone, write_transaction
 from outdial.dialer import store
 from outdial.dialer.sender import callback_base
 from outdial.dialer.store import calls
-from outdial.dialer.wakeup import notify
 from outdial.ids import is_well_formed
 from outdial.models import PhoneNumber, utcnow
 from outdial.telephony import twilio, vobiz, voicemail
@@ -68,6 +68,7 @@ class Verifier:
 
     A call's secret hash and provider never change, so they are kept (a bounded LRU) after
     the first callback reads them: the next callbacks of the call cost no database read.
+    Callbacks of one call that arrive together share the one read in flight.
     Each number's auth token is kept too; a signature that fails with a kept token is
     checked once more against the token in the database (the user may have rotated it).
     """
@@ -76,6 +77,7 @@ class Verifier:
         self.sessionmaker = sessionmaker
         self.size = size
         self._calls: OrderedDict[str, CallPass] = OrderedDict()
+        self._reading: dict[str, asyncio.Future[CallPass | None]] = {}
         self._tokens: dict[str, str] = {}
 
     async def verify(
@@ -100,6 +102,13 @@ class Verifier:
         if known is not None:
             self._calls.move_to_end(call_id)
             return known
+        reading = self._reading.get(call_id)
+        if reading is None:
+            reading = self._reading[call_id] = asyncio.ensure_future(self._read_call(call_id))
+            reading.add_done_callback(lambda _: self._reading.pop(call_id, None))
+        return await asyncio.shield(reading)  # one caller's cancellation leaves the others'
+
+    async def _read_call(self, call_id: str) -> CallPass | None:
         rows = await read_alone(
             self.sessionmaker,
             select(calls.c.provider, calls.c.secret_hash, calls.c.phone_number_id).where(
@@ -172,8 +181,6 @@ async def _handle(
         applied = await store.apply_event(session, call_id, event, form)
         if applied is None:
             return FORBIDDEN, None, None
-        if applied.ended and applied.call.campaign_id:
-            await notify(session, applied.call.campaign_id)
     return None, applied, event
 
 

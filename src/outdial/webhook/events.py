@@ -69,12 +69,18 @@ async def emit_campaign(session: AsyncSession, campaign: Campaign, type: str) ->
 
 
 async def emit_call(
-    session: AsyncSession, call_id: str, type: str, *, conversation_pending: bool = False
+    session: AsyncSession,
+    call_id: str,
+    type: str,
+    *,
+    conversation_pending: bool = False,
+    user_id: str | None = None,
 ) -> str | None:
     """`call.started` (the provider took the call) or `call.ended` (it reached a final status).
 
     Reads the call as the caller's transaction sees it, so call it after the call's update.
-    An account without a subscribed endpoint costs one query.
+    An account without a subscribed endpoint costs one query (none when `user_id`, the
+    call's owner, is given and the transaction has read the account's endpoints already).
     `call.ended` carries the attempt's outcome, duration, summary and a link to the call
     (with its transcript) in the API. Its id is the call's (`call_ended_event_id`). With
     `conversation_pending` (the call talked to its assistant, whose conversation, summary
@@ -85,7 +91,7 @@ async def emit_call(
     """
     if type not in CALL_EVENTS:
         raise ValueError(f"not a call event: {type!r}")
-    owner = select(Call.user_id).where(Call.id == call_id).scalar_subquery()
+    owner = user_id or select(Call.user_id).where(Call.id == call_id).scalar_subquery()
     endpoints = await repository.subscribers(session, owner, type)
     if not endpoints:
         return None
@@ -146,9 +152,12 @@ def _call_data(call: Call, type: str) -> dict[str, Any]:
     return data
 
 
-async def emit_recipient_final(session: AsyncSession, recipient_id: int) -> str | None:
-    """`recipient.final`: a campaign recipient reached a final status (call it after that)."""
-    owner = (
+async def emit_recipient_final(
+    session: AsyncSession, recipient_id: int, user_id: str | None = None
+) -> str | None:
+    """`recipient.final`: a campaign recipient reached a final status (call it after that).
+    `user_id`, the campaign's owner, when the caller knows it."""
+    owner = user_id or (
         select(Campaign.user_id)
         .join(CampaignRecipient, CampaignRecipient.campaign_id == Campaign.id)
         .where(CampaignRecipient.id == recipient_id)

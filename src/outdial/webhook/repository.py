@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     Table,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from outdial.ids import new_id
 from outdial.models import (
@@ -48,17 +50,33 @@ INTERRUPTED = "interrupted: the worker stopped before the endpoint answered"
 PENDING: ColumnElement[str] = literal_column("'pending'")
 
 
+ENDPOINTS_READ = "webhook_endpoints"  # session.info: each account's endpoints, this transaction
+
+
 async def subscribers(
     session: AsyncSession, user_id: str | ScalarSelect[Any], type: str
 ) -> list[str]:
     """Ids of the account's endpoints whose filter lets `type` through.
 
     `user_id` may be a scalar subquery (the owner of a call, say): one round trip either way.
+    Given as a string, the account's endpoints are read once per transaction (a call's end
+    emits two events), and forgotten when the transaction ends.
     """
-    rows = await session.execute(
-        select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
-    )
+    query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
+    if isinstance(user_id, str):
+        read = session.info.setdefault(ENDPOINTS_READ, {})
+        rows = read.get(user_id)
+        if rows is None:
+            rows = read[user_id] = (await session.execute(query)).all()
+    else:
+        rows = (await session.execute(query)).all()
     return [row.id for row in rows if row.events is None or type in row.events]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_endpoints(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(ENDPOINTS_READ, None)
 
 
 async def write_event(
