@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
@@ -18,6 +19,7 @@ from tests.dialing import (
 from tests.support import Tenant, numbers
 
 from outdial.campaign.state import RECIPIENT_FINAL
+from outdial.dialer import sender
 from outdial.models import Call
 
 
@@ -176,6 +178,27 @@ async def test_a_dial_placed_despite_an_error_answer_is_not_placed_twice(
     seen = await service.observed()
     assert seen["lost_responses"] == 6
     assert seen["created"] == 6
+    assert set(seen["dials_by_to"].values()) == {1}
+
+
+async def test_a_dial_placed_despite_an_error_on_its_last_try_is_not_failed(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the last try too, an ambiguous error waits for the call's callbacks: a call the
+    provider placed goes on (it would otherwise end `failed` while the person's phone rings,
+    its callbacks ignored)."""
+    monkeypatch.setattr(sender, "MAX_SEND_TRIES", 1)  # every try is the last
+    await service.scenario(
+        **HUMANS_ONLY, ring_seconds=[0.1, 0.2], talk_seconds=[0.2, 0.3], lost_response_rate=1
+    )
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 2, max_concurrency=2)
+    done = await finished(tenant, campaign["id"])
+    assert done["counts"]["completed"] == 2 and done["counts"]["failed"] == 0
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert all(c["status"] == "completed" and c["provider_call_sid"] for c in calls)
+    seen = await service.observed()
+    assert seen["lost_responses"] == seen["created"] == 2
     assert set(seen["dials_by_to"].values()) == {1}
 
 

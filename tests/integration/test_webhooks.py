@@ -8,15 +8,17 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.dialing import Service, wait_for
 from tests.support import Tenant
 from twilio.request_validator import RequestValidator
 
 from outdial.database import write_transaction
+from outdial.dialer import store
 from outdial.ids import new_id
 from outdial.models import Call, CallEvent
+from outdial.telephony import twilio
 from outdial.telephony.webhooks import Verifier
 
 
@@ -66,27 +68,36 @@ async def test_a_wrong_signature_is_403_and_changes_nothing(service: Service) ->
     assert await events_of(service, call["id"]) == before
 
 
-async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
-    app: FastAPI, tenant: Tenant
-) -> None:
-    """A call's first callbacks often arrive at once (answered, then completed at once for
-    a short call): they share one read of the call's secret and provider."""
+async def ringing_calls(
+    app: FastAPI, tenant: Tenant, count: int, secret: str, **fields: Any
+) -> list[str]:
+    """Call rows written straight into the database: Twilio calls of `tenant`, ringing."""
     number = await tenant.phone_number()
-    secret = "one-secret"
-    ids = [new_id("call"), new_id("call")]
+    ids = [new_id("call") for _ in range(count)]
     async with write_transaction(app.state.sessionmaker) as session:
-        for call_id, to_number in zip(ids, ("+14155550100", "+14155550101"), strict=True):
+        for i, call_id in enumerate(ids):
             session.add(
                 Call(
                     id=call_id,
                     user_id=tenant.user_id,
                     phone_number_id=number["id"],
                     provider="twilio",
-                    to_number=to_number,
+                    to_number=f"+1415555{i:04d}",
                     status="ringing",
                     secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+                    **fields,
                 )
             )
+    return ids
+
+
+async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    """A call's first callbacks often arrive at once (answered, then completed at once for
+    a short call): they share one read of the call's secret and provider."""
+    secret = "one-secret"
+    ids = await ringing_calls(app, tenant, 2, secret)
     sessions_opened = 0
 
     def counting() -> AsyncSession:
@@ -106,3 +117,48 @@ async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
     assert sessions_opened == 1
     assert await asyncio.gather(check(ids[1], "wrong"), check(ids[1])) == [False, True]
     assert sessions_opened == 1  # kept after the first read
+
+
+async def test_an_event_that_tells_nothing_new_is_recorded_in_one_statement(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """Twilio's `in-progress` status callback after its answer request: on PostgreSQL it is
+    recorded (and moves `last_event_at`) without locking the call; anything that could
+    change the call is left, with nothing written, to `apply_event`."""
+    sessionmaker = app.state.sessionmaker
+    live, unsure, ringing = await ringing_calls(app, tenant, 3, "s")
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(
+            update(Call).where(Call.id.in_([live, unsure])).values(status="in_progress")
+        )
+        await session.execute(update(Call).where(Call.id == live).values(answered_by="human"))
+    answered = twilio.parse_status(
+        {
+            "CallSid": "CA1",
+            "CallStatus": "in-progress",
+            "SequenceNumber": "2",
+            "AnsweredBy": "human",
+        }
+    )
+    form = {"CallStatus": "in-progress"}
+
+    async def recorded(call_id: str) -> int:
+        async with sessionmaker() as session:
+            return int(
+                await session.scalar(select(func.count()).where(CallEvent.call_id == call_id)) or 0
+            )
+
+    first = await store.record_repeat(sessionmaker, live, answered, form)
+    again = await store.record_repeat(sessionmaker, live, answered, form)  # a duplicate
+    not_yet = await store.record_repeat(sessionmaker, ringing, answered, form)  # moves it on
+    no_verdict = await store.record_repeat(sessionmaker, unsure, answered, form)  # sets one
+    if backend == "sqlite":  # one writer at a time: apply_event costs no lock wait there
+        assert (first, again, not_yet, no_verdict) == (False, False, False, False)
+        assert [await recorded(c) for c in (live, ringing, unsure)] == [0, 0, 0]
+        return
+    assert (first, again, not_yet, no_verdict) == (True, False, False, False)
+    assert [await recorded(c) for c in (live, ringing, unsure)] == [1, 0, 0]
+    async with sessionmaker() as session:
+        row = (await session.execute(select(Call).where(Call.id == live))).scalar_one()
+    assert row.last_event_at is not None and row.provider_call_sid == "CA1"
+    assert row.status == "in_progress" and row.answered_by == "human"

@@ -85,12 +85,16 @@ class Sender:
             try:
                 provider_call_id = await provider.dial(request)
             except DialError as error:
-                if error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES:
+                again = error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES
+                if again:
                     await self._back_off(job, error, attempt)
-                    if error.kind is DialErrorKind.UNAVAILABLE and await self._placed(job):
-                        # Its callbacks came: the provider placed the call despite the error.
-                        await self._dial_sent(job, None)
-                        return True
+                elif error.kind is DialErrorKind.UNAVAILABLE:  # the last try: time for callbacks
+                    await asyncio.sleep(CALLBACK_GRACE_SECONDS)
+                if error.kind is DialErrorKind.UNAVAILABLE and await self._placed(job):
+                    # Its callbacks came: the provider placed the call despite the error.
+                    await self._dial_sent(job, None)
+                    return True
+                if again:
                     continue
                 await self._dial_failed(job, error)
                 return False

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, exists, func, select, update
+from sqlalchemy import Table, case, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
@@ -245,6 +245,49 @@ async def record_progress(
     async with write_transaction(sessionmaker) as session:
         if await _record(session, call_id, event, form, now):
             await session.execute(update(calls).where(calls.c.id == call_id).values(**values))
+
+
+async def record_repeat(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, event: Event, form: dict[str, str]
+) -> bool:
+    """Record an event that tells nothing new (the call is already in its state, and has a
+    verdict if it brings one) in one statement, without locking the call: True when done.
+
+    PostgreSQL only: the event is inserted only while the call is so, and the call's
+    `last_event_at` moves with it (a data-modifying CTE). False, with nothing written, for
+    anything else (a duplicate, a call elsewhere, SQLite): `apply_event` then decides.
+    Only `in_progress` is tried: Twilio's `in-progress` status callback after its answer
+    request is the common case; a final state is almost never told twice.
+    """
+    if event.state is not CallState.IN_PROGRESS:  # the one state that is commonly told twice
+        return False
+    now = utcnow()
+    known = [calls.c.id == call_id, calls.c.status == event.state.value]
+    if event.verdict is not None:
+        known += [calls.c.answered_by.is_not(None), calls.c.answered_by != Verdict.UNKNOWN.value]
+    values: dict[str, Any] = {"last_event_at": now, "updated_at": now}
+    if event.provider_call_id:
+        values["provider_call_sid"] = func.coalesce(
+            calls.c.provider_call_sid, event.provider_call_id
+        )
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return False
+        row = select(
+            literal(call_id),
+            literal(event.dedupe_key[:80]),
+            literal(form, events.c.payload.type),
+            literal(now, events.c.received_at.type),
+        ).where(exists().where(*known))
+        logged = (
+            dialect_insert(session, events)
+            .from_select(["call_id", "dedupe_key", "payload", "received_at"], row)
+            .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
+            .returning(events.c.call_id)
+            .cte("logged")
+        )
+    statement = update(calls).where(calls.c.id == logged.c.call_id).values(**values)
+    return await write_alone(sessionmaker, statement.add_cte(logged)) == 1
 
 
 def _with(call: CallRow, changes: dict[str, Any]) -> CallRow:

@@ -50,6 +50,8 @@ VOBIZ_PARSERS: dict[str, Callable[[dict[str, str]], Event]] = {
     "hangup": vobiz.parse_hangup,
     "voicemail": vobiz.parse_voicemail,
 }
+# Callbacks whose answer (a document) or follow-up (the voicemail drop) needs the call.
+ANSWERED_WITH_THE_CALL = frozenset({"answer", "machine", "voicemail"})
 FORBIDDEN = Response("forbidden", status_code=403)
 Signed = Callable[[str], bool]  # does the request's signature check out with this token?
 
@@ -158,8 +160,9 @@ async def _form(request: Request) -> dict[str, str]:
 async def _handle(
     request: Request, provider: str, call_id: str, secret: str, kind: str
 ) -> tuple[Response | None, store.Applied | None, Event | None]:
-    """Verify, then record and apply the event: progress alone in one statement, anything
-    else with the call row locked. `applied` is None for progress."""
+    """Verify, then record and apply the event: progress, or an event that tells nothing new,
+    alone in one statement; anything else with the call row locked. `applied` is None for
+    the former."""
     parsers = TWILIO_PARSERS if provider == "twilio" else VOBIZ_PARSERS
     if kind not in parsers:
         return FORBIDDEN, None, None
@@ -174,10 +177,15 @@ async def _handle(
     if not checked:
         return FORBIDDEN, None, None
     event = parsers[kind](form)
+    sessionmaker = request.app.state.sessionmaker
     if store.is_progress(event):
-        await store.record_progress(request.app.state.sessionmaker, call_id, event, form)
+        await store.record_progress(sessionmaker, call_id, event, form)
         return None, None, event
-    async with write_transaction(request.app.state.sessionmaker) as session:
+    if kind not in ANSWERED_WITH_THE_CALL and await store.record_repeat(
+        sessionmaker, call_id, event, form
+    ):
+        return None, None, event
+    async with write_transaction(sessionmaker) as session:
         applied = await store.apply_event(session, call_id, event, form)
         if applied is None:
             return FORBIDDEN, None, None
