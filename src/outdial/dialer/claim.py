@@ -93,7 +93,9 @@ async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Clai
         .where(Campaign.id == campaign_id, Campaign.status == "running")
     )
     if session.get_bind().dialect.name == "postgresql":
-        claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(Campaign.id))
+        # Keyed by the given id, not the column: whatever rows a plan looks at, only this
+        # campaign's claim lock can be taken.
+        claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(campaign_id))
         query = query.where(claim_lock).with_for_update(of=Campaign, read=True)
     row = (await session.execute(query)).first()
     return Claimable(row.Campaign, row.Assistant, row.pre_dial) if row is not None else None
