@@ -193,17 +193,18 @@ async def _handle(
 
 
 async def _after(request: Request, applied: store.Applied) -> None:
-    """Outside the event's transaction: complete a finished campaign, wake the dialer."""
+    """Outside the event's transaction: wake the embedded dialer (first: the freed slot's
+    refill waits for nothing else), then complete a finished campaign."""
     campaign_id = applied.call.campaign_id
     if not applied.ended or not campaign_id:
         return
+    dialer = getattr(request.app.state, "dialer", None)
+    if dialer is not None:
+        dialer.wakeup.campaign(campaign_id)
     sessionmaker = request.app.state.sessionmaker
     if await store.nothing_left(sessionmaker, campaign_id):
         async with write_transaction(sessionmaker) as session:
             await store.complete_if_done(session, campaign_id, utcnow())
-    dialer = getattr(request.app.state, "dialer", None)
-    if dialer is not None:
-        dialer.wakeup.campaign(campaign_id)
 
 
 @router.post("/twilio/{call_id}/{secret}/{kind}")
