@@ -18,7 +18,7 @@ from tests.support import Tenant
 from outdial.database import write_transaction
 from outdial.ids import new_id
 from outdial.models import Call, CampaignRecipient, WebhookEndpoint, WebhookEvent, utcnow
-from outdial.webhook import events
+from outdial.webhook import events, repository
 
 HOOK = "http://127.0.0.1:9/hooks"  # never sent to: no deliverer runs in these tests
 FAR_FUTURE = "2190-01-01T00:00:00Z"
@@ -290,3 +290,19 @@ async def test_a_batch_of_final_recipients_is_queued_at_once(app: FastAPI, tenan
         ("+14155550101", "skipped"),
     ]
     assert {e["data"]["status_reason"] for e in sent} == {"dnc"}
+
+
+async def test_an_accounts_endpoints_are_read_once_per_transaction_not_beyond(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    """The end of a call emits two events and reads the endpoints once; an endpoint added
+    after a transaction is seen by the session's next one."""
+    async with app.state.sessionmaker() as session:
+        async with session.begin():
+            assert await repository.subscribers(session, tenant.user_id, "call.ended") == []
+            hook = await register(tenant)  # another session, committed
+            assert await repository.subscribers(session, tenant.user_id, "recipient.final") == []
+        async with session.begin():
+            assert await repository.subscribers(session, tenant.user_id, "call.ended") == [
+                hook["id"]
+            ]

@@ -206,7 +206,9 @@ class Sender:
             values["provider_call_sid"] = func.coalesce(calls.c.provider_call_sid, provider_call_id)
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(update(calls).where(calls.c.id == job.call_id).values(values))
-            await webhook_events.emit_call(session, job.call_id, "call.started")
+            await webhook_events.emit_call(
+                session, job.call_id, "call.started", user_id=job.number.user_id
+            )
             if job.campaign_id and job.reset_breaker:
                 await session.execute(
                     update(campaigns)

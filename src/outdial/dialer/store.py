@@ -227,15 +227,8 @@ async def record_progress(
     assert event.state is not None
     now = utcnow()
     earlier = [state.value for state in CallState if moves_forward(state, event.state)]
-    values: dict[str, Any] = {
-        "last_event_at": now,
-        "updated_at": now,
-        "status": case((calls.c.status.in_(earlier), event.state.value), else_=calls.c.status),
-    }
-    if event.provider_call_id:
-        values["provider_call_sid"] = func.coalesce(
-            calls.c.provider_call_sid, event.provider_call_id
-        )
+    values = _heard(event, now)
+    values["status"] = case((calls.c.status.in_(earlier), event.state.value), else_=calls.c.status)
     async with sessionmaker() as session:
         if session.get_bind().dialect.name == "postgresql":
             logged = _event_insert(session, call_id, event, form, now).cte("logged")
@@ -263,31 +256,26 @@ async def record_repeat(
         return False
     now = utcnow()
     known = [calls.c.id == call_id, calls.c.status == event.state.value]
-    if event.verdict is not None:
-        known += [calls.c.answered_by.is_not(None), calls.c.answered_by != Verdict.UNKNOWN.value]
+    if event.verdict is not None:  # (NULL is not != 'unknown' either)
+        known.append(calls.c.answered_by != Verdict.UNKNOWN.value)
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return False
+        only_if = exists().where(*known)
+        logged = _event_insert(session, call_id, event, form, now, only_if).cte("logged")
+    statement = update(calls).where(calls.c.id == logged.c.call_id).values(_heard(event, now))
+    return await write_alone(sessionmaker, statement.add_cte(logged)) == 1
+
+
+def _heard(event: Event, now: datetime) -> dict[str, Any]:
+    """What any recorded event changes on its call: when it was last heard of, and the
+    provider's id if it was not known yet."""
     values: dict[str, Any] = {"last_event_at": now, "updated_at": now}
     if event.provider_call_id:
         values["provider_call_sid"] = func.coalesce(
             calls.c.provider_call_sid, event.provider_call_id
         )
-    async with sessionmaker() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            return False
-        row = select(
-            literal(call_id),
-            literal(event.dedupe_key[:80]),
-            literal(form, events.c.payload.type),
-            literal(now, events.c.received_at.type),
-        ).where(exists().where(*known))
-        logged = (
-            dialect_insert(session, events)
-            .from_select(["call_id", "dedupe_key", "payload", "received_at"], row)
-            .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
-            .returning(events.c.call_id)
-            .cte("logged")
-        )
-    statement = update(calls).where(calls.c.id == logged.c.call_id).values(**values)
-    return await write_alone(sessionmaker, statement.add_cte(logged)) == 1
+    return values
 
 
 def _with(call: CallRow, changes: dict[str, Any]) -> CallRow:
@@ -304,14 +292,30 @@ async def _record(
 
 
 def _event_insert(
-    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
+    session: AsyncSession,
+    call_id: str,
+    event: Event,
+    form: dict[str, str],
+    now: datetime,
+    only_if: Any = None,
 ) -> Any:
-    """INSERT of the event that does nothing for a duplicate and returns the new row's call."""
-    return (
-        dialect_insert(session, events)
-        .values(call_id=call_id, dedupe_key=event.dedupe_key[:80], payload=form, received_at=now)
-        .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
-        .returning(events.c.call_id)
+    """INSERT of the event that does nothing for a duplicate (or while `only_if`, a
+    condition, is false) and returns the new row's call."""
+    insert = dialect_insert(session, events)
+    if only_if is None:
+        insert = insert.values(
+            call_id=call_id, dedupe_key=event.dedupe_key[:80], payload=form, received_at=now
+        )
+    else:
+        row = select(
+            literal(call_id),
+            literal(event.dedupe_key[:80]),
+            literal(form, events.c.payload.type),
+            literal(now, events.c.received_at.type),
+        ).where(only_if)
+        insert = insert.from_select(["call_id", "dedupe_key", "payload", "received_at"], row)
+    return insert.on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"]).returning(
+        events.c.call_id
     )
 
 
