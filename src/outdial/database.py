@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Executable, Row, event
+from sqlalchemy import CursorResult, Executable, Row, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
@@ -92,11 +92,12 @@ def _release_writer(session: Session, transaction: SessionTransaction) -> None:
             lock.release()
 
 
-def dialect_insert(session: AsyncSession, table: Any) -> Any:
-    """`INSERT` with the dialect's `ON CONFLICT` clauses (PostgreSQL and SQLite share them)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
+def dialect_insert(session: AsyncSession | str, table: Any) -> Any:
+    """`INSERT` with the dialect's `ON CONFLICT` clauses (PostgreSQL and SQLite share them).
+
+    `session` may be the dialect's name, for a statement built once per dialect."""
+    name = session if isinstance(session, str) else session.get_bind().dialect.name
+    return pg_insert(table) if name == "postgresql" else sqlite_insert(table)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -143,7 +144,25 @@ async def _autocommit(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
     yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
-async def write_alone(sessionmaker: async_sessionmaker[AsyncSession], statement: Executable) -> int:
+async def run(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Execute a Core statement on the session's connection, in the session's transaction.
+
+    For the statements every call runs: built once with bind parameters (a cached builder),
+    so SQLAlchemy neither rebuilds them nor computes their cache key again, and run on the
+    connection, which skips the session's per-statement ORM work (docs/decisions.md,
+    "Statements built once").
+    """
+    connection = await session.connection()
+    return await connection.execute(statement, params)
+
+
+async def write_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: Executable,
+    params: Mapping[str, Any] | None = None,
+) -> int:
     """One write statement that is its own transaction; the number of rows it changed.
 
     On PostgreSQL a single round trip in autocommit mode (no BEGIN, no COMMIT); on SQLite
@@ -152,10 +171,10 @@ async def write_alone(sessionmaker: async_sessionmaker[AsyncSession], statement:
     async with sessionmaker() as session:
         if session.get_bind().dialect.name == "postgresql":
             async with _autocommit(session) as connection:
-                return int((await connection.execute(statement)).rowcount)  # type: ignore[attr-defined]
+                return int((await connection.execute(statement, params)).rowcount)
         await begin_writing(session)
         try:
-            changed = int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+            changed = int((await run(session, statement, params)).rowcount)
             await session.commit()
         except BaseException:
             await session.rollback()
@@ -164,14 +183,16 @@ async def write_alone(sessionmaker: async_sessionmaker[AsyncSession], statement:
 
 
 async def read_alone(
-    sessionmaker: async_sessionmaker[AsyncSession], statement: Executable
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: Executable,
+    params: Mapping[str, Any] | None = None,
 ) -> list[Row[Any]]:
     """The rows of one query, read outside any transaction (one round trip on PostgreSQL)."""
     async with sessionmaker() as session:
         if session.get_bind().dialect.name == "postgresql":
             async with _autocommit(session) as connection:
-                return list((await connection.execute(statement)).all())
-        return list((await session.execute(statement)).all())
+                return list((await connection.execute(statement, params)).all())
+        return list((await run(session, statement, params)).all())
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

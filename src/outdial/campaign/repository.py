@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_WAITING
+from outdial.database import run
 from outdial.models import (
     Assistant,
     Campaign,
@@ -65,7 +66,7 @@ async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[st
         values[f"name{i}"] = name
         values[f"value{i}"] = delta
     dialect = session.get_bind().dialect.name
-    await session.execute(_counts_upsert(dialect, len(changed)), values)
+    await run(session, _counts_upsert(dialect, len(changed)), values)
 
 
 @functools.cache

@@ -12,11 +12,11 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import bindparam, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import hours
-from outdial.database import read_alone, write_alone, write_transaction
+from outdial.database import read_alone, run, write_alone, write_transaction
 from outdial.dialer import store
 from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
@@ -51,6 +51,44 @@ class DialerSettings:
 
 def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
     return f"{public_base_url.rstrip('/')}/telephony/{provider}/{call_id}/{secret}"
+
+
+_NOW = bindparam("now", type_=calls.c.dial_started_at.type)
+# The dial gate: the call is still queued and undialed, its campaign still runs, and its
+# number is not on the account's do-not-call list.
+_GATE = (
+    update(calls)
+    .where(
+        calls.c.id == bindparam("call_id"),
+        calls.c.status == "queued",
+        calls.c.dial_started_at.is_(None),
+        calls.c.campaign_id.is_(None)
+        | exists().where(
+            campaigns.c.id == calls.c.campaign_id,
+            campaigns.c.status == "running",
+            campaigns.c.schedule_end_time.is_(None) | (campaigns.c.schedule_end_time > _NOW),
+        ),
+        ~do_not_call.call_listed(),
+    )
+    .values(
+        dial_started_at=_NOW,
+        lease_expires_at=bindparam("lease_until", type_=calls.c.lease_expires_at.type),
+    )
+)
+# The provider has the call: callbacks may already have moved it past `initiated`.
+_SENT = (
+    update(calls)
+    .where(calls.c.id == bindparam("call_id"))
+    .values(
+        started_at=_NOW,
+        status=case((calls.c.status == "queued", "initiated"), else_=calls.c.status),
+        lease_owner=None,
+        lease_expires_at=None,
+        provider_call_sid=func.coalesce(
+            calls.c.provider_call_sid, bindparam("sid", type_=calls.c.provider_call_sid.type)
+        ),
+    )
+)
 
 
 class Sender:
@@ -125,23 +163,8 @@ class Sender:
             if wait is not None:  # the pacing delay carried the dial past the window's end
                 await self._give_back(job, now, "outside_calling_hours", wait.reason)
                 return None
-        still_running = exists().where(
-            campaigns.c.id == calls.c.campaign_id,
-            campaigns.c.status == "running",
-            (campaigns.c.schedule_end_time.is_(None)) | (campaigns.c.schedule_end_time > now),
-        )
-        passed = await write_alone(
-            self.sessionmaker,
-            update(calls)
-            .where(
-                calls.c.id == job.call_id,
-                calls.c.status == "queued",
-                calls.c.dial_started_at.is_(None),
-                calls.c.campaign_id.is_(None) | still_running,
-                ~do_not_call.call_listed(),
-            )
-            .values(dial_started_at=now, lease_expires_at=now + self.settings.lease),
-        )
+        params = {"call_id": job.call_id, "now": now, "lease_until": now + self.settings.lease}
+        passed = await write_alone(self.sessionmaker, _GATE, params)
         if passed == 1:
             return self.carriers.for_number(job.number), self._dial_request(job)
         async with self.sessionmaker() as session:
@@ -195,17 +218,10 @@ class Sender:
 
     async def _dial_sent(self, job: DialJob, provider_call_id: str | None) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
-        initiated = case((calls.c.status == "queued", "initiated"), else_=calls.c.status)
-        values = {
-            "started_at": utcnow(),
-            "status": initiated,
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if provider_call_id is not None:  # None: known only from the callbacks
-            values["provider_call_sid"] = func.coalesce(calls.c.provider_call_sid, provider_call_id)
+        # provider_call_id None: known only from the callbacks
+        params = {"call_id": job.call_id, "now": utcnow(), "sid": provider_call_id}
         async with write_transaction(self.sessionmaker) as session:
-            await session.execute(update(calls).where(calls.c.id == job.call_id).values(values))
+            await run(session, _SENT, params)
             await webhook_events.emit_call(
                 session, job.call_id, "call.started", user_id=job.number.user_id
             )

@@ -1,7 +1,8 @@
 """How an attempt's progress changes the database: the call, its recipient, and the counters.
 
 Everything here is a handful of Core statements on the columns it needs: this is the path
-every provider callback takes, so it loads no ORM objects.
+every provider callback takes, so it loads no ORM objects, and its statements are built once
+with bind parameters (`database.run`).
 
 Lock order, everywhere: a call row, then its campaign row, then recipient rows, then the
 counter rows in name order (`add_counts` sorts them). Claims and lifecycle changes lock no
@@ -11,16 +12,17 @@ can wait for each other but never deadlock.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, exists, func, literal, select, update
+from sqlalchemy import Table, bindparam, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
-from outdial.database import dialect_insert, read_alone, write_alone, write_transaction
+from outdial.database import dialect_insert, read_alone, run, write_alone, write_transaction
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.dialer.wakeup import CHANNEL
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
@@ -86,10 +88,11 @@ _CALL_ROW = (
 )
 
 
+_LOCK_CALL = select(*_CALL_ROW).where(calls.c.id == bindparam("call_id")).with_for_update()
+
+
 async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
-    row = (
-        await session.execute(select(*_CALL_ROW).where(calls.c.id == call_id).with_for_update())
-    ).first()
+    row = (await run(session, _LOCK_CALL, {"call_id": call_id})).first()
     return CallRow(**row._mapping) if row is not None else None
 
 
@@ -113,7 +116,21 @@ async def lock_attempt(
     """One statement: the campaign `FOR SHARE` (stop and pause wait, claims and other ends do
     not), then the recipient `FOR UPDATE`. On PostgreSQL it also tells every worker that the
     campaign may dial again (`NOTIFY`, delivered at commit)."""
-    columns = [
+    row = (
+        await run(
+            session,
+            _lock_attempt(session.get_bind().dialect.name),
+            {"campaign_id": campaign_id, "recipient_id": recipient_id},
+        )
+    ).first()
+    if row is None:
+        return None
+    return AttemptLocks(**{name: row._mapping[name] for name in AttemptLocks.__dataclass_fields__})
+
+
+@functools.cache
+def _lock_attempt(dialect: str) -> Any:
+    query = select(
         campaigns.c.status.label("campaign_status"),
         campaigns.c.ended_reason.label("campaign_ended_reason"),
         campaigns.c.retry_policy,
@@ -121,33 +138,41 @@ async def lock_attempt(
         recipients.c.status.label("recipient_status"),
         recipients.c.attempts,
         recipients.c.last_call_id,
-    ]
-    query = select(*columns).where(
-        campaigns.c.id == campaign_id,
-        recipients.c.id == recipient_id,
+    ).where(
+        campaigns.c.id == bindparam("campaign_id"),
+        recipients.c.id == bindparam("recipient_id"),
         recipients.c.campaign_id == campaigns.c.id,
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.add_columns(func.pg_notify(CHANNEL, campaign_id)).suffix_with(
+    if dialect == "postgresql":
+        query = query.add_columns(func.pg_notify(CHANNEL, bindparam("campaign_id"))).suffix_with(
             f"FOR SHARE OF {campaigns.name} FOR UPDATE OF {recipients.name}"
         )
-    row = (await session.execute(query)).first()
-    if row is None:
-        return None
-    return AttemptLocks(**{column.name: row._mapping[column.name] for column in columns})
+    return query
 
 
 async def _update_call(session: AsyncSession, call_id: str, **values: Any) -> None:
-    await session.execute(
-        update(calls).where(calls.c.id == call_id).values(updated_at=utcnow(), **values)
-    )
+    await _update_row(session, calls, call_id, values)
 
 
 async def _update_recipient(session: AsyncSession, recipient_id: int, **values: Any) -> None:
-    await session.execute(
-        update(recipients)
-        .where(recipients.c.id == recipient_id)
-        .values(updated_at=utcnow(), **values)
+    await _update_row(session, recipients, recipient_id, values)
+
+
+async def _update_row(
+    session: AsyncSession, table: Table, key: Any, values: dict[str, Any]
+) -> None:
+    """Set plain values (and `updated_at`) on the row with id `key`."""
+    values = {"updated_at": utcnow(), **values}
+    params = {f"new_{name}": value for name, value in values.items()}
+    await run(session, _row_update(table, tuple(sorted(values))), {"row_id": key, **params})
+
+
+@functools.cache
+def _row_update(table: Table, names: tuple[str, ...]) -> Any:
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
     )
 
 
@@ -225,19 +250,37 @@ async def record_progress(
     nothing. SQLite runs the same two steps in one write transaction.
     """
     assert event.state is not None
-    now = utcnow()
-    earlier = [state.value for state in CallState if moves_forward(state, event.state)]
-    values = _heard(event, now)
-    values["status"] = case((calls.c.status.in_(earlier), event.state.value), else_=calls.c.status)
+    params = _event_params(call_id, event, form, utcnow())
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            logged = _event_insert(session, call_id, event, form, now).cte("logged")
-            statement = update(calls).where(calls.c.id == logged.c.call_id).values(**values)
-            await write_alone(sessionmaker, statement.add_cte(logged))
-            return
+        dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        await write_alone(sessionmaker, _progress(dialect, event.state), params)
+        return
     async with write_transaction(sessionmaker) as session:
-        if await _record(session, call_id, event, form, now):
-            await session.execute(update(calls).where(calls.c.id == call_id).values(**values))
+        if (await run(session, _new_event(dialect), params)).first() is not None:
+            await run(session, _progress_update(event.state), params)
+
+
+@functools.cache
+def _progress(dialect: str, state: CallState) -> Any:
+    """`record_progress` in one statement (PostgreSQL)."""
+    logged = _new_event(dialect).cte("logged")
+    statement = update(calls).where(calls.c.id == logged.c.call_id)
+    return statement.values(_progress_values(state)).add_cte(logged)
+
+
+@functools.cache
+def _progress_update(state: CallState) -> Any:
+    """The call's side of `record_progress` alone (SQLite)."""
+    statement = update(calls).where(calls.c.id == _event_call())
+    return statement.values(_progress_values(state))
+
+
+def _progress_values(state: CallState) -> dict[str, Any]:
+    earlier = [each.value for each in CallState if moves_forward(each, state)]
+    values = _heard()
+    values["status"] = case((calls.c.status.in_(earlier), state.value), else_=calls.c.status)
+    return values
 
 
 async def record_repeat(
@@ -254,28 +297,33 @@ async def record_repeat(
     """
     if event.state is not CallState.IN_PROGRESS:  # the one state that is commonly told twice
         return False
-    now = utcnow()
-    known = [calls.c.id == call_id, calls.c.status == event.state.value]
-    if event.verdict is not None:  # (NULL is not != 'unknown' either)
-        known.append(calls.c.answered_by != Verdict.UNKNOWN.value)
     async with sessionmaker() as session:
         if session.get_bind().dialect.name != "postgresql":
             return False
-        only_if = exists().where(*known)
-        logged = _event_insert(session, call_id, event, form, now, only_if).cte("logged")
-    statement = update(calls).where(calls.c.id == logged.c.call_id).values(_heard(event, now))
-    return await write_alone(sessionmaker, statement.add_cte(logged)) == 1
+    params = _event_params(call_id, event, form, utcnow())
+    return await write_alone(sessionmaker, _repeat(event.verdict is not None), params) == 1
 
 
-def _heard(event: Event, now: datetime) -> dict[str, Any]:
-    """What any recorded event changes on its call: when it was last heard of, and the
-    provider's id if it was not known yet."""
-    values: dict[str, Any] = {"last_event_at": now, "updated_at": now}
-    if event.provider_call_id:
-        values["provider_call_sid"] = func.coalesce(
-            calls.c.provider_call_sid, event.provider_call_id
-        )
-    return values
+@functools.cache
+def _repeat(with_verdict: bool) -> Any:
+    known = [calls.c.id == _event_call(), calls.c.status == CallState.IN_PROGRESS.value]
+    if with_verdict:  # (NULL is not != 'unknown' either)
+        known.append(calls.c.answered_by != Verdict.UNKNOWN.value)
+    logged = _event_insert("postgresql", exists().where(*known)).cte("logged")
+    statement = update(calls).where(calls.c.id == logged.c.call_id).values(_heard())
+    return statement.add_cte(logged)
+
+
+def _heard() -> dict[str, Any]:
+    """What any recorded event changes on its call (parameters from `_event_params`): when
+    it was last heard of, and the provider's id if it was not known yet."""
+    now = bindparam("e_received_at", type_=calls.c.last_event_at.type)
+    sid = bindparam("e_provider_call_id", type_=calls.c.provider_call_sid.type)
+    return {
+        "last_event_at": now,
+        "updated_at": now,
+        "provider_call_sid": func.coalesce(calls.c.provider_call_sid, sid),
+    }
 
 
 def _with(call: CallRow, changes: dict[str, Any]) -> CallRow:
@@ -287,51 +335,65 @@ async def _record(
     session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
 ) -> bool:
     """Store the event once; False when this exact event was seen before."""
-    statement = _event_insert(session, call_id, event, form, now)
-    return (await session.execute(statement)).first() is not None
+    statement = _new_event(session.get_bind().dialect.name)
+    return (
+        await run(session, statement, _event_params(call_id, event, form, now))
+    ).first() is not None
 
 
-def _event_insert(
-    session: AsyncSession,
-    call_id: str,
-    event: Event,
-    form: dict[str, str],
-    now: datetime,
-    only_if: Any = None,
-) -> Any:
-    """INSERT of the event that does nothing for a duplicate (or while `only_if`, a
-    condition, is false) and returns the new row's call."""
-    insert = dialect_insert(session, events)
+def _event_params(
+    call_id: str, event: Event, form: dict[str, str], now: datetime
+) -> dict[str, Any]:
+    return {
+        "e_call_id": call_id,
+        "e_dedupe_key": event.dedupe_key[:80],
+        "e_payload": form,
+        "e_received_at": now,
+        "e_provider_call_id": event.provider_call_id,
+    }
+
+
+def _event_call() -> Any:
+    return bindparam("e_call_id", type_=calls.c.id.type)
+
+
+@functools.cache
+def _new_event(dialect: str) -> Any:
+    return _event_insert(dialect)
+
+
+def _event_insert(dialect: str, only_if: Any = None) -> Any:
+    """INSERT of the event in `_event_params` that does nothing for a duplicate (or while
+    `only_if`, a condition, is false) and returns the new row's call."""
+    names = ["call_id", "dedupe_key", "payload", "received_at"]
+    row = {name: bindparam(f"e_{name}", type_=events.c[name].type) for name in names}
+    insert = dialect_insert(dialect, events)
     if only_if is None:
-        insert = insert.values(
-            call_id=call_id, dedupe_key=event.dedupe_key[:80], payload=form, received_at=now
-        )
+        insert = insert.values(row)
     else:
-        row = select(
-            literal(call_id),
-            literal(event.dedupe_key[:80]),
-            literal(form, events.c.payload.type),
-            literal(now, events.c.received_at.type),
-        ).where(only_if)
-        insert = insert.from_select(["call_id", "dedupe_key", "payload", "received_at"], row)
+        insert = insert.from_select(names, select(*row.values()).where(only_if))
     return insert.on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"]).returning(
         events.c.call_id
     )
+
+
+_ANSWERED = (
+    update(recipients)
+    .where(
+        recipients.c.id == bindparam("recipient_id"),
+        recipients.c.status == "dialing",
+        recipients.c.last_call_id == bindparam("call_id"),
+    )
+    .values(status="in_progress", updated_at=bindparam("now", type_=recipients.c.updated_at.type))
+)
 
 
 async def _recipient_answered(session: AsyncSession, call: CallRow) -> None:
     """The call is live: its recipient moves from dialing to in_progress."""
     if call.recipient_id is None or call.campaign_id is None:
         return
-    moved = await session.execute(
-        update(recipients)
-        .where(
-            recipients.c.id == call.recipient_id,
-            recipients.c.status == "dialing",
-            recipients.c.last_call_id == call.id,
-        )
-        .values(status="in_progress", updated_at=utcnow())
-    )
+    params = {"recipient_id": call.recipient_id, "call_id": call.id, "now": utcnow()}
+    moved = await run(session, _ANSWERED, params)
     if moved.rowcount == 1:  # type: ignore[attr-defined]
         await campaign_repository.add_counts(
             session, call.campaign_id, {"dialing": -1, "in_progress": 1}
@@ -475,16 +537,20 @@ async def release_undialed(
     await campaign_repository.add_counts(session, call.campaign_id, deltas)
 
 
+_WAITING = (
+    select(counters.c.name)
+    .where(
+        counters.c.campaign_id == bindparam("campaign_id"),
+        counters.c.name.in_(RECIPIENT_ACTIVE),
+    )
+    .group_by(counters.c.name)
+    .having(func.sum(counters.c.value) != 0)
+)
+
+
 async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_id: str) -> bool:
     """A cheap read: could the campaign be complete? (`complete_if_done` decides under lock.)"""
-    waiting = await read_alone(
-        sessionmaker,
-        select(counters.c.name)
-        .where(counters.c.campaign_id == campaign_id, counters.c.name.in_(RECIPIENT_ACTIVE))
-        .group_by(counters.c.name)
-        .having(func.sum(counters.c.value) != 0),
-    )
-    return not waiting
+    return not await read_alone(sessionmaker, _WAITING, {"campaign_id": campaign_id})
 
 
 async def complete_if_done(session: AsyncSession, campaign_id: str, now: datetime) -> bool:

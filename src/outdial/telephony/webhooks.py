@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.database import read_alone, write_transaction
@@ -63,6 +63,11 @@ class CallPass:
     provider: str
     secret_hash: str | None
     phone_number_id: str | None
+
+
+_CALL_PASS = select(calls.c.provider, calls.c.secret_hash, calls.c.phone_number_id).where(
+    calls.c.id == bindparam("call_id")
+)
 
 
 class Verifier:
@@ -111,12 +116,7 @@ class Verifier:
         return await asyncio.shield(reading)  # one caller's cancellation leaves the others'
 
     async def _read_call(self, call_id: str) -> CallPass | None:
-        rows = await read_alone(
-            self.sessionmaker,
-            select(calls.c.provider, calls.c.secret_hash, calls.c.phone_number_id).where(
-                calls.c.id == call_id
-            ),
-        )
+        rows = await read_alone(self.sessionmaker, _CALL_PASS, {"call_id": call_id})
         if not rows:
             return None
         row = rows[0]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     Table,
+    bindparam,
     delete,
     event,
     exists,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from outdial.database import run
 from outdial.ids import new_id
 from outdial.models import (
     WebhookAttempt,
@@ -50,6 +52,9 @@ INTERRUPTED = "interrupted: the worker stopped before the endpoint answered"
 PENDING: ColumnElement[str] = literal_column("'pending'")
 
 
+_ENDPOINTS = select(endpoints.c.id, endpoints.c.events).where(
+    endpoints.c.user_id == bindparam("user_id")
+)
 ENDPOINTS_READ = "webhook_endpoints"  # session.info: each account's endpoints, this transaction
 
 
@@ -62,13 +67,13 @@ async def subscribers(
     Given as a string, the account's endpoints are read once per transaction (a call's end
     emits two events), and forgotten when the transaction ends.
     """
-    query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
     if isinstance(user_id, str):
         read = session.info.setdefault(ENDPOINTS_READ, {})
         rows = read.get(user_id)
         if rows is None:
-            rows = read[user_id] = (await session.execute(query)).all()
+            rows = read[user_id] = (await run(session, _ENDPOINTS, {"user_id": user_id})).all()
     else:
+        query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
         rows = (await session.execute(query)).all()
     return [row.id for row in rows if row.events is None or type in row.events]
 
