@@ -182,6 +182,16 @@ async def write_alone(
         return changed
 
 
+async def write_alone_first(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: Executable,
+    params: Mapping[str, Any] | None = None,
+) -> Row[Any] | None:
+    """`write_alone` for a statement that returns rows: its first row (PostgreSQL only)."""
+    async with sessionmaker() as session, _autocommit(session) as connection:
+        return (await connection.execute(statement, params)).first()
+
+
 async def read_alone(
     sessionmaker: async_sessionmaker[AsyncSession],
     statement: Executable,

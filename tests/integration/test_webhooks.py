@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Awaitable
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,3 +163,70 @@ async def test_an_event_that_tells_nothing_new_is_recorded_in_one_statement(
         row = (await session.execute(select(Call).where(Call.id == live))).scalar_one()
     assert row.last_event_at is not None and row.provider_call_sid == "CA1"
     assert row.status == "in_progress" and row.answered_by == "human"
+
+
+async def test_the_answer_in_one_statement_does_what_apply_event_does(
+    service: Service, backend: str
+) -> None:
+    """On PostgreSQL the answer of a ringing campaign call is one statement
+    (`store.record_answer`); it must leave the call, its recipient and the counters exactly
+    as `apply_event` does, and leave a duplicate (or SQLite) to `apply_event`."""
+    tenant = await service.tenant()
+    await service.scenario(ring_seconds=[60, 60])
+    recipients = [{"phone_number": "+14155550100"}, {"phone_number": "+14155550101"}]
+    campaign = await tenant.campaign(recipients=recipients)
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def both_ringing() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        ringing = [c for c in calls if c["status"] == "ringing"]
+        return ringing if len(ringing) == 2 else None
+
+    fast, slow = await wait_for(both_ringing)
+    sessionmaker = service.app.state.sessionmaker
+    form = {"AnsweredBy": "human"}
+    event = twilio.parse_answer({"CallSid": fast["provider_call_sid"], **form})
+    before = await events_of(service, fast["id"])
+    applied = await store.record_answer(sessionmaker, fast["id"], event, form)
+    if backend == "sqlite":
+        assert applied is None and await events_of(service, fast["id"]) == before
+        return
+    async with write_transaction(sessionmaker) as session:
+        expected = await store.apply_event(session, slow["id"], event, form)
+    assert applied is not None and expected is not None
+    same = ("status", "answered_by", "campaign_id", "media_claimed", "conversation_stored")
+    assert [getattr(applied.call, f) for f in same] == [getattr(expected.call, f) for f in same]
+    assert (applied.ended, applied.fresh) == (expected.ended, expected.fresh) == (False, True)
+    assert applied.call.answered_at is not None
+    assert await events_of(service, fast["id"]) == before + 1
+    shown = [await tenant.ok("GET", f"/calls/{c['id']}") for c in (fast, slow)]
+    assert [(c["status"], c["answered_by"]) for c in shown] == [("in_progress", "human")] * 2
+    counts = (await tenant.ok("GET", f"/campaign/{campaign['id']}"))["counts"]
+    assert (counts["dialing"], counts["in_progress"]) == (0, 2)
+    # Told again, or on a call no longer ringing: nothing written, apply_event decides.
+    assert await store.record_answer(sessionmaker, fast["id"], event, form) is None
+    assert await events_of(service, fast["id"]) == before + 1
+    assert (await tenant.ok("GET", f"/campaign/{campaign['id']}"))["counts"] == counts
+
+
+async def test_the_one_statement_answer_waits_for_the_call_and_sees_it_ended(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """The answer locks the call first: while another transaction holds it, the answer
+    waits, and a call that transaction ended is not moved back to `in_progress`."""
+    if backend == "sqlite":
+        pytest.skip("record_answer is PostgreSQL's (it writes nothing on SQLite: tested above)")
+    sessionmaker = app.state.sessionmaker
+    (call_id,) = await ringing_calls(app, tenant, 1, "s")
+    event = twilio.parse_answer({"CallSid": "CA2", "AnsweredBy": "human"})
+    async with write_transaction(sessionmaker) as session:
+        await store.lock_call(session, call_id)
+        answer = asyncio.ensure_future(store.record_answer(sessionmaker, call_id, event, {}))
+        await asyncio.sleep(0.5)
+        assert not answer.done()
+        await session.execute(update(Call).where(Call.id == call_id).values(status="completed"))
+    assert await answer is None
+    async with sessionmaker() as session:
+        row = (await session.execute(select(Call).where(Call.id == call_id))).scalar_one()
+        logged = await session.scalar(select(func.count()).where(CallEvent.call_id == call_id))
+    assert (row.status, row.answered_by, row.answered_at, logged) == ("completed", None, None, 0)

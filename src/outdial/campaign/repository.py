@@ -16,8 +16,10 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
@@ -81,6 +83,30 @@ def _counts_upsert(dialect: str, rows: int) -> TextClause:
         f"INSERT INTO campaign_counts (campaign_id, name, shard, value) VALUES {values} "
         "ON CONFLICT (campaign_id, name, shard) "
         "DO UPDATE SET value = campaign_counts.value + excluded.value"
+    )
+
+
+def counts_upsert_from(source: Any, deltas: Mapping[str, int]) -> Any:
+    """`add_counts` as a statement (PostgreSQL) over the campaign ids a query or a
+    data-modifying CTE yields, to fold into a bigger statement: the same rows in the same
+    (name) order, in this connection's shard."""
+    rows = [
+        select(
+            source.c.campaign_id,
+            literal(name),
+            func.pg_backend_pid() % COUNT_SHARDS,
+            literal(delta),
+        )
+        for name, delta in sorted(deltas.items())
+        if delta
+    ]
+    table = CampaignCount.__table__
+    upsert = pg_insert(table).from_select(
+        ["campaign_id", "name", "shard", "value"], union_all(*rows)
+    )
+    return upsert.on_conflict_do_update(
+        index_elements=["campaign_id", "name", "shard"],
+        set_={"value": table.c.value + upsert.excluded.value},
     )
 
 

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
-from outdial.database import dialect_insert, read_alone, run, write_alone, write_transaction
+from outdial.database import (
+    dialect_insert,
+    read_alone,
+    run,
+    write_alone,
+    write_alone_first,
+    write_transaction,
+)
 from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.dialer.wakeup import CHANNEL
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
@@ -80,6 +87,7 @@ _CALL_ROW = (
     calls.c.talk_ended_reason,
     exists()
     .where(events.c.call_id == calls.c.id, events.c.dedupe_key == MEDIA_CLAIM_KEY)
+    .correlate(calls)  # (in a RETURNING clause too)
     .label("media_claimed"),
     # The voice runtime writes latency_metrics with every conversation it stores (an error
     # too): voice/service.record and record_failure.
@@ -229,6 +237,71 @@ async def apply_event(
     if event.state is CallState.IN_PROGRESS:
         await _recipient_answered(session, call)
     return Applied(_with(current, changes), ended=False)
+
+
+async def record_answer(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, event: Event, form: dict[str, str]
+) -> Applied | None:
+    """The call is answered: `apply_event`'s work for its most common event in one
+    statement (PostgreSQL), None with nothing written when it does not apply.
+
+    Applies when the event is new and moves the call from a ringing state to `in_progress`:
+    the call row is locked, the event stored, the call and its recipient moved, and the
+    counters changed, in `apply_event`'s lock order (a data-modifying CTE each of whose
+    steps feeds the next). Anything else (a duplicate, a call already answered or ended,
+    SQLite) is left to `apply_event`.
+    """
+    if event.state is not CallState.IN_PROGRESS:
+        return None
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return None
+    params = _event_params(call_id, event, form, utcnow())
+    params["e_verdict"] = event.verdict.value if event.verdict is not None else None
+    row = await write_alone_first(sessionmaker, _answer(), params)
+    return Applied(CallRow(**row._mapping), ended=False) if row is not None else None
+
+
+@functools.cache
+def _answer() -> Any:
+    ringing = [state.value for state in CallState if moves_forward(state, CallState.IN_PROGRESS)]
+    locked = (
+        select(calls.c.id)
+        .where(calls.c.id == _event_call(), calls.c.status.in_(ringing))
+        .with_for_update()
+        .cte("locked")
+    )
+    logged = _event_insert("postgresql", exists().where(locked.c.id == _event_call()))
+    logged = logged.cte("logged")
+    now = bindparam("e_received_at", type_=calls.c.answered_at.type)
+    verdict = bindparam("e_verdict", type_=calls.c.answered_by.type)
+    undecided = calls.c.answered_by.is_(None) | (calls.c.answered_by == Verdict.UNKNOWN.value)
+    values = {
+        **_heard(),
+        "status": CallState.IN_PROGRESS.value,
+        "answered_at": func.coalesce(calls.c.answered_at, now),
+        "answered_by": case((undecided & verdict.is_not(None), verdict), else_=calls.c.answered_by),
+    }
+    moved = (
+        update(calls)
+        .where(calls.c.id == logged.c.call_id)
+        .values(values)
+        .returning(*_CALL_ROW)
+        .cte("moved")
+    )
+    answered = (
+        update(recipients)
+        .where(
+            recipients.c.id == moved.c.recipient_id,
+            recipients.c.status == "dialing",
+            recipients.c.last_call_id == moved.c.id,
+        )
+        .values(status="in_progress", updated_at=now)
+        .returning(recipients.c.campaign_id)
+        .cte("answered")
+    )
+    counted = campaign_repository.counts_upsert_from(answered, {"dialing": -1, "in_progress": 1})
+    return select(moved).add_cte(counted.cte("counted"))
 
 
 PROGRESS = frozenset({CallState.QUEUED, CallState.INITIATED, CallState.RINGING})

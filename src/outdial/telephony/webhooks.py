@@ -161,8 +161,8 @@ async def _handle(
     request: Request, provider: str, call_id: str, secret: str, kind: str
 ) -> tuple[Response | None, store.Applied | None, Event | None]:
     """Verify, then record and apply the event: progress, or an event that tells nothing new,
-    alone in one statement; anything else with the call row locked. `applied` is None for
-    the former."""
+    alone in one statement, and so is the answer on PostgreSQL (`store.record_answer`);
+    anything else with the call row locked. `applied` is None for the first two."""
     parsers = TWILIO_PARSERS if provider == "twilio" else VOBIZ_PARSERS
     if kind not in parsers:
         return FORBIDDEN, None, None
@@ -185,6 +185,9 @@ async def _handle(
         sessionmaker, call_id, event, form
     ):
         return None, None, event
+    answered = await store.record_answer(sessionmaker, call_id, event, form)
+    if answered is not None:
+        return None, answered, event
     async with write_transaction(sessionmaker) as session:
         applied = await store.apply_event(session, call_id, event, form)
         if applied is None:
