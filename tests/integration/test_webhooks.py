@@ -7,9 +7,10 @@ import hashlib
 from collections.abc import Awaitable
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import func, make_url, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.dialing import Service, wait_for
 from tests.support import Tenant
@@ -17,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from outdial.database import write_transaction
 from outdial.dialer import store
+from outdial.dialer.wakeup import CHANNEL
 from outdial.ids import new_id
 from outdial.models import Call, CallEvent
 from outdial.telephony import twilio
@@ -230,3 +232,49 @@ async def test_the_one_statement_answer_waits_for_the_call_and_sees_it_ended(
         row = (await session.execute(select(Call).where(Call.id == call_id))).scalar_one()
         logged = await session.scalar(select(func.count()).where(CallEvent.call_id == call_id))
     assert (row.status, row.answered_by, row.answered_at, logged) == ("completed", None, None, 0)
+
+
+async def test_the_end_of_a_call_locks_its_attempt_and_wakes_the_workers_once(
+    service: Service, backend: str
+) -> None:
+    """On PostgreSQL the end's first statement locks the call, stores the event and locks
+    the attempt, whose `NOTIFY` every worker hears at commit; a duplicate end locks
+    nothing, tells no one and changes nothing."""
+    if backend == "sqlite":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (one SQLite process wakes its own dialer)")
+    tenant = await service.tenant()
+    await service.scenario(ring_seconds=[60, 60])
+    campaign = await tenant.campaign(recipients=[{"phone_number": "+14155550100"}])
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    call = await ringing_call_of(tenant, campaign["id"])
+    url = make_url(service.app.state.settings.database_url).set(drivername="postgresql")
+    listener = await asyncpg.connect(url.render_as_string(hide_password=False))
+    heard: list[str] = []
+    await listener.add_listener(CHANNEL, lambda *args: heard.append(args[3]))
+    try:
+        busy = {"CallSid": call["provider_call_sid"], "CallStatus": "busy", "SequenceNumber": "7"}
+        event = twilio.parse_status(busy)
+        outcomes = []
+        for _ in range(2):  # the second is a duplicate delivery
+            async with write_transaction(service.app.state.sessionmaker) as session:
+                applied = await store.apply_event(session, call["id"], event, busy)
+                assert applied is not None
+                outcomes.append((applied.ended, applied.fresh))
+        await wait_for(lambda: asyncio.sleep(0, heard))
+        await asyncio.sleep(0.3)  # time for a second notification, were there one
+    finally:
+        await listener.close()
+    assert outcomes == [(True, True), (False, False)]
+    assert heard == [campaign["id"]]
+    shown = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
+    assert [r["status"] for r in shown] == ["busy"]
+    counts = (await tenant.ok("GET", f"/campaign/{campaign['id']}"))["counts"]
+    assert (counts["dialing"], counts["in_progress"], counts["busy"]) == (0, 0, 1)
+
+
+async def ringing_call_of(tenant: Tenant, campaign_id: str) -> dict[str, Any]:
+    async def ringing() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign_id})
+        return calls[0] if calls and calls[0]["status"] == "ringing" else None
+
+    return dict(await wait_for(ringing))

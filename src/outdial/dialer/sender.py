@@ -27,6 +27,7 @@ from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
 from outdial.telephony.registry import Carriers
 from outdial.webhook import events as webhook_events
+from outdial.webhook import repository as webhook_repository
 
 log = logging.getLogger("outdial.dialer")
 BREAKER_THRESHOLD = 3
@@ -89,6 +90,8 @@ _SENT = (
         ),
     )
 )
+
+_SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id))
 
 
 class Sender:
@@ -220,6 +223,8 @@ class Sender:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
         # provider_call_id None: known only from the callbacks
         params = {"call_id": job.call_id, "now": utcnow(), "sid": provider_call_id}
+        if not job.reset_breaker and await write_alone(self.sessionmaker, _SENT_UNHEARD, params):
+            return  # one statement: the account has no endpoint to tell of `call.started`
         async with write_transaction(self.sessionmaker) as session:
             await run(session, _SENT, params)
             await webhook_events.emit_call(

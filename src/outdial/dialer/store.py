@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, exists, func, select, update
+from sqlalchemy import Table, bindparam, case, exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
@@ -37,6 +37,7 @@ from outdial.models.call_event import MEDIA_CLAIM_KEY
 from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
 from outdial.telephony.base import CallEvent as Event
 from outdial.webhook import events as webhook_events
+from outdial.webhook import repository as webhook_repository
 
 # Core tables, not ORM entities: statements on them skip the ORM's per-statement work.
 calls = cast(Table, Call.__table__)
@@ -138,6 +139,11 @@ async def lock_attempt(
 
 @functools.cache
 def _lock_attempt(dialect: str) -> Any:
+    return _attempt_lock(dialect, bindparam("campaign_id"), bindparam("recipient_id"))
+
+
+def _attempt_lock(dialect: str, campaign_id: Any, recipient_id: Any, *where: Any) -> Any:
+    """`lock_attempt`'s statement for the given ids (parameters, or columns of a CTE)."""
     query = select(
         campaigns.c.status.label("campaign_status"),
         campaigns.c.ended_reason.label("campaign_ended_reason"),
@@ -147,15 +153,79 @@ def _lock_attempt(dialect: str) -> Any:
         recipients.c.attempts,
         recipients.c.last_call_id,
     ).where(
-        campaigns.c.id == bindparam("campaign_id"),
-        recipients.c.id == bindparam("recipient_id"),
+        campaigns.c.id == campaign_id,
+        recipients.c.id == recipient_id,
         recipients.c.campaign_id == campaigns.c.id,
+        *where,
     )
     if dialect == "postgresql":
-        query = query.add_columns(func.pg_notify(CHANNEL, bindparam("campaign_id"))).suffix_with(
-            f"FOR SHARE OF {campaigns.name} FOR UPDATE OF {recipients.name}"
-        )
+        query = query.add_columns(func.pg_notify(CHANNEL, campaign_id).label("notified"))
+        query = query.suffix_with(f"FOR SHARE OF {campaigns.name} FOR UPDATE OF {recipients.name}")
     return query
+
+
+@dataclass(frozen=True)
+class Locked:
+    """A call locked for an event, and whether the event was new (`fresh`). `attempt`: its
+    campaign and recipient, locked with it when the event may end it (PostgreSQL)."""
+
+    call: CallRow
+    fresh: bool
+    attempt: AttemptLocks | None = None
+
+
+async def lock_and_record(
+    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
+) -> Locked | None:
+    """Lock the call, then store the event once (None: no such call).
+
+    On PostgreSQL one statement, which also locks the attempt (`lock_attempt`) when the event
+    would end a live call, and learns whether the account has webhook endpoints at all;
+    SQLite runs the lock and the insert one after the other.
+    """
+    dialect = session.get_bind().dialect.name
+    params = _event_params(call_id, event, form, now)
+    if dialect != "postgresql":
+        call = await lock_call(session, call_id)
+        if call is None:
+            return None
+        return Locked(call, (await run(session, _new_event(dialect), params)).first() is not None)
+    ending = event.state in FINAL_STATES
+    row = (await run(session, _locked_event(ending), params)).first()
+    if row is None:
+        return None
+    fields = row._mapping
+    call = CallRow(**{name: fields[name] for name in CallRow.__dataclass_fields__})
+    if fields["unheard"] and call.user_id is not None:
+        webhook_repository.remember_endpoints(session, call.user_id, [])
+    attempt = None
+    if ending and fields["recipient_status"] is not None:
+        attempt = AttemptLocks(**{name: fields[name] for name in AttemptLocks.__dataclass_fields__})
+    return Locked(call, fields["fresh"], attempt)
+
+
+@functools.cache
+def _locked_event(ending: bool) -> Any:
+    locked = select(*_CALL_ROW).where(calls.c.id == _event_call()).with_for_update().cte("locked")
+    logged = _event_insert("postgresql", exists().where(locked.c.id == _event_call()))
+    logged = logged.cte("logged")
+    query = select(
+        *locked.c,
+        exists().where(logged.c.call_id == locked.c.id).label("fresh"),
+        webhook_repository.no_endpoints(locked.c.user_id).label("unheard"),
+    )
+    if not ending:
+        return query
+    live = [state.value for state in CallState if state not in FINAL_STATES]
+    attempt = _attempt_lock(
+        "postgresql",
+        locked.c.campaign_id,
+        locked.c.recipient_id,
+        locked.c.status.in_(live),
+        exists().where(logged.c.call_id == locked.c.id),  # a duplicate changes nothing
+    ).cte("attempt")
+    columns = [column for column in attempt.c if column.name != "notified"]
+    return query.add_columns(*columns).select_from(locked.outerjoin(attempt, true()))
 
 
 async def _update_call(session: AsyncSession, call_id: str, **values: Any) -> None:
@@ -204,11 +274,12 @@ async def apply_event(
     The event is stored once under its (call, key); a duplicate, or an event older than the
     call's state, is recorded or dropped and changes nothing.
     """
-    call = await lock_call(session, call_id)
-    if call is None:
-        return None
     now = utcnow()
-    if not await _record(session, call_id, event, form, now):
+    locked = await lock_and_record(session, call_id, event, form, now)
+    if locked is None:
+        return None
+    call = locked.call
+    if not locked.fresh:
         return Applied(call, ended=False, fresh=False)
     changes: dict[str, Any] = {"last_event_at": now}
     if event.provider_call_id and not call.provider_call_sid:
@@ -228,6 +299,7 @@ async def apply_event(
             reason=event.reason,
             duration=event.duration_seconds,
             changes=changes,
+            attempt=locked.attempt,
         )
         return Applied(_with(current, {"status": event.state.value}), ended=True)
     changes["status"] = event.state.value
@@ -404,16 +476,6 @@ def _with(call: CallRow, changes: dict[str, Any]) -> CallRow:
     return CallRow(**{**call.__dict__, **fields})
 
 
-async def _record(
-    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
-) -> bool:
-    """Store the event once; False when this exact event was seen before."""
-    statement = _new_event(session.get_bind().dialect.name)
-    return (
-        await run(session, statement, _event_params(call_id, event, form, now))
-    ).first() is not None
-
-
 def _event_params(
     call_id: str, event: Event, form: dict[str, str], now: datetime
 ) -> dict[str, Any]:
@@ -490,9 +552,11 @@ async def finish_call(
     reason: str | None = None,
     duration: int | None = None,
     changes: dict[str, Any] | None = None,
+    attempt: AttemptLocks | None = None,
 ) -> bool:
     """End a call (locked by the caller) and decide its recipient's next step.
 
+    `attempt`: its campaign and recipient, if the caller has locked them already.
     Returns False when the call had already ended: finishing is idempotent.
     """
     if call.status in FINAL_STATES:
@@ -514,15 +578,19 @@ async def finish_call(
         session, call.id, "call.ended", conversation_pending=pending, user_id=call.user_id
     )
     if call.recipient_id is not None and call.campaign_id is not None:
-        await _settle_recipient(session, call, outcome, now)
+        await _settle_recipient(session, call, outcome, now, attempt)
     return True
 
 
 async def _settle_recipient(
-    session: AsyncSession, call: CallRow, outcome: str, now: datetime
+    session: AsyncSession,
+    call: CallRow,
+    outcome: str,
+    now: datetime,
+    attempt: AttemptLocks | None = None,
 ) -> None:
     assert call.campaign_id is not None and call.recipient_id is not None
-    locked = await lock_attempt(session, call.campaign_id, call.recipient_id)
+    locked = attempt or await lock_attempt(session, call.campaign_id, call.recipient_id)
     deltas = {"calls_active": -1}
     if (
         locked is not None

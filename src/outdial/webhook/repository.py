@@ -52,6 +52,12 @@ INTERRUPTED = "interrupted: the worker stopped before the endpoint answered"
 PENDING: ColumnElement[str] = literal_column("'pending'")
 
 
+def no_endpoints(user_id: Any) -> ColumnElement[bool]:
+    """True where the account (`user_id`, a column of the statement) has no endpoint at all:
+    a write that would emit an event can then skip the event, in the same statement."""
+    return ~exists().where(endpoints.c.user_id == user_id)
+
+
 _ENDPOINTS = select(endpoints.c.id, endpoints.c.events).where(
     endpoints.c.user_id == bindparam("user_id")
 )
@@ -76,6 +82,12 @@ async def subscribers(
         query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
         rows = (await session.execute(query)).all()
     return [row.id for row in rows if row.events is None or type in row.events]
+
+
+def remember_endpoints(session: AsyncSession, user_id: str, rows: list[Any]) -> None:
+    """What `subscribers` would read of the account's endpoints, learned by another statement
+    of the transaction (no endpoint at all: `[]`)."""
+    session.info.setdefault(ENDPOINTS_READ, {})[user_id] = rows
 
 
 @event.listens_for(Session, "after_transaction_end")
