@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, Executable, Row, event
+from sqlalchemy import ColumnElement, CursorResult, Executable, Row, event, literal_column
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -100,6 +103,15 @@ def dialect_insert(session: AsyncSession | str, table: Any) -> Any:
     return pg_insert(table) if name == "postgresql" else sqlite_insert(table)
 
 
+def among(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN ('a', 'b')` with constant values written into the SQL. A plain `in_`
+    sends its list as parameters that SQLAlchemy renders into the statement again at every
+    execution; this one is compiled once with the statement."""
+    words = list(values)
+    assert all(word.replace("_", "").isalnum() for word in words), words
+    return cast(ColumnElement[bool], column.in_([literal_column(f"'{word}'") for word in words]))
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
@@ -165,13 +177,12 @@ async def write_alone(
 ) -> int:
     """One write statement that is its own transaction; the number of rows it changed.
 
-    On PostgreSQL a single round trip in autocommit mode (no BEGIN, no COMMIT); on SQLite
-    through the writer queue like every other write.
+    On PostgreSQL a single round trip in autocommit mode (no BEGIN, no COMMIT, see `_plain`);
+    on SQLite through the writer queue like every other write.
     """
+    if dialect_of(sessionmaker) == "postgresql":
+        return (await _plain(sessionmaker, statement, params, rows=False))[1]
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            async with _autocommit(session) as connection:
-                return int((await connection.execute(statement, params)).rowcount)
         await begin_writing(session)
         try:
             changed = int((await run(session, statement, params)).rowcount)
@@ -186,23 +197,149 @@ async def write_alone_first(
     sessionmaker: async_sessionmaker[AsyncSession],
     statement: Executable,
     params: Mapping[str, Any] | None = None,
-) -> Row[Any] | None:
-    """`write_alone` for a statement that returns rows: its first row (PostgreSQL only)."""
-    async with sessionmaker() as session, _autocommit(session) as connection:
-        return (await connection.execute(statement, params)).first()
+) -> PlainRow | None:
+    """`write_alone` for a statement that returns rows: its first row."""
+    if dialect_of(sessionmaker) == "postgresql":
+        rows = (await _plain(sessionmaker, statement, params, rows=True))[0]
+        return rows[0] if rows else None
+    async with sessionmaker() as session:
+        await begin_writing(session)
+        try:
+            row = (await run(session, statement, params)).first()
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    return PlainRow(row._mapping) if row is not None else None
 
 
 async def read_alone(
     sessionmaker: async_sessionmaker[AsyncSession],
     statement: Executable,
     params: Mapping[str, Any] | None = None,
-) -> list[Row[Any]]:
+) -> list[PlainRow] | list[Row[Any]]:
     """The rows of one query, read outside any transaction (one round trip on PostgreSQL)."""
+    if dialect_of(sessionmaker) == "postgresql":
+        return (await _plain(sessionmaker, statement, params, rows=True))[0]
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            async with _autocommit(session) as connection:
-                return list((await connection.execute(statement, params)).all())
         return list((await run(session, statement, params)).all())
+
+
+def dialect_of(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
+    """The database's dialect name, without opening a session."""
+    return str(sessionmaker.kw["bind"].dialect.name)
+
+
+class PlainRow:
+    """A row read by `_plain`: its columns by name, as attributes or through `_mapping`
+    (as a SQLAlchemy row offers them)."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+LOST_CONNECTION = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, a closed connection
+    asyncpg.exceptions.AdminShutdownError,  # a restart, or the backend terminated
+)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as asyncpg takes it: SQL, its parameters in order, their converters."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]  # values the statement carries itself (constants)
+    converters: Mapping[str, Callable[[Any], Any]]
+
+
+_COMPILED: dict[Executable, _Compiled | None] = {}
+
+
+def _compiled(statement: Executable, dialect: Any) -> _Compiled | None:
+    """The statement compiled once for asyncpg; None for one that needs SQLAlchemy's
+    execution (Python-side column defaults, lists expanded at execution)."""
+    if statement in _COMPILED:
+        return _COMPILED[statement]
+    compiled = cast(Any, statement).compile(dialect=dialect)
+    plain = None
+    executed_by_sqlalchemy = (
+        compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.has_out_parameters
+        or "POSTCOMPILE" in compiled.string
+    )
+    if not executed_by_sqlalchemy:
+        converters = {}
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            converter = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if converter is not None:
+                converters[name] = converter
+        plain = _Compiled(compiled.string, tuple(compiled.positiontup), compiled.params, converters)
+    _COMPILED[statement] = plain
+    return plain
+
+
+async def _plain(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: Executable,
+    params: Mapping[str, Any] | None,
+    *,
+    rows: bool,
+) -> tuple[list[PlainRow], int]:
+    """One statement alone on PostgreSQL, on a pooled connection taken without a session:
+    (its rows, the rows it changed).
+
+    The callbacks and the dials run such statements all the time; a session, an
+    `AsyncConnection` and SQLAlchemy's execution cost about four times the round trip's own
+    CPU (docs/decisions.md, "Statements built once"). The statement is compiled once by
+    SQLAlchemy, its parameters converted by their SQLAlchemy types, and it is run in
+    autocommit mode by asyncpg. Errors are reported as SQLAlchemy would: a connection that
+    broke meanwhile is invalidated (`DBAPIError`, `connection_invalidated`), a constraint
+    violation is an `IntegrityError`, anything else from the database a `DBAPIError`.
+    """
+    engine = cast(AsyncEngine, sessionmaker.kw["bind"])
+    compiled = _compiled(statement, engine.dialect)
+    if compiled is None:
+        async with sessionmaker() as session, _autocommit(session) as connection:
+            result = await connection.execute(statement, params)
+            if rows:
+                return [PlainRow(row._mapping) for row in result.all()], 0
+            return [], int(cast(Any, result).rowcount)
+    values = {**compiled.fixed, **(params or {})}
+    args = [
+        compiled.converters[name](values[name]) if name in compiled.converters else values[name]
+        for name in compiled.names
+    ]
+    pooled = await engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        assert connection is not None
+        if rows:
+            records = await connection.fetch(compiled.sql, *args)
+            return [PlainRow(record) for record in records], len(records)
+        status = await connection.execute(compiled.sql, *args)
+        return [], int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+    except LOST_CONNECTION as exc:
+        pooled.invalidate(exc)
+        raise DBAPIError(compiled.sql, args, exc, connection_invalidated=True) from exc
+    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(compiled.sql, args, exc) from exc
+    except asyncpg.PostgresError as exc:
+        raise DBAPIError(compiled.sql, args, exc) from exc
+    finally:
+        pooled.close()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

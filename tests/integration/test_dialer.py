@@ -133,9 +133,14 @@ async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Ser
     tenant = await service.tenant()
     campaign = await campaign_of(tenant, 5, max_concurrency=1)
 
-    current = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "paused")
+    # A dial claimed before the third refusal paused the campaign may still be on its way:
+    # it is refused (or stopped at the gate) and given back like the others.
+    current = await campaign_when(
+        tenant,
+        campaign["id"],
+        lambda c: c["status"] == "paused" and c["counts"]["pending"] == 5,
+    )
     assert "refused" in current["status_reason"] and "20003" in current["status_reason"]
-    assert current["counts"]["pending"] == 5
     people = await all_recipients(tenant, campaign["id"])
     assert all(p["attempts"] == 0 for p in people)
 

@@ -74,6 +74,7 @@ _GATE = (
     .values(
         dial_started_at=_NOW,
         lease_expires_at=bindparam("lease_until", type_=calls.c.lease_expires_at.type),
+        updated_at=_NOW,
     )
 )
 # The provider has the call: callbacks may already have moved it past `initiated`.
@@ -82,6 +83,7 @@ _SENT = (
     .where(calls.c.id == bindparam("call_id"))
     .values(
         started_at=_NOW,
+        updated_at=_NOW,
         status=case((calls.c.status == "queued", "initiated"), else_=calls.c.status),
         lease_owner=None,
         lease_expires_at=None,

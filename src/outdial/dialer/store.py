@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
 from outdial.database import (
+    among,
     dialect_insert,
+    dialect_of,
     read_alone,
     run,
     write_alone,
@@ -221,7 +223,7 @@ def _locked_event(ending: bool) -> Any:
         "postgresql",
         locked.c.campaign_id,
         locked.c.recipient_id,
-        locked.c.status.in_(live),
+        among(locked.c.status, live),
         exists().where(logged.c.call_id == locked.c.id),  # a duplicate changes nothing
     ).cte("attempt")
     columns = [column for column in attempt.c if column.name != "notified"]
@@ -325,9 +327,8 @@ async def record_answer(
     """
     if event.state is not CallState.IN_PROGRESS:
         return None
-    async with sessionmaker() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            return None
+    if dialect_of(sessionmaker) != "postgresql":
+        return None
     params = _event_params(call_id, event, form, utcnow())
     params["e_verdict"] = event.verdict.value if event.verdict is not None else None
     row = await write_alone_first(sessionmaker, _answer(), params)
@@ -339,7 +340,7 @@ def _answer() -> Any:
     ringing = [state.value for state in CallState if moves_forward(state, CallState.IN_PROGRESS)]
     locked = (
         select(calls.c.id)
-        .where(calls.c.id == _event_call(), calls.c.status.in_(ringing))
+        .where(calls.c.id == _event_call(), among(calls.c.status, ringing))
         .with_for_update()
         .cte("locked")
     )
@@ -396,8 +397,7 @@ async def record_progress(
     """
     assert event.state is not None
     params = _event_params(call_id, event, form, utcnow())
-    async with sessionmaker() as session:
-        dialect = session.get_bind().dialect.name
+    dialect = dialect_of(sessionmaker)
     if dialect == "postgresql":
         await write_alone(sessionmaker, _progress(dialect, event.state), params)
         return
@@ -424,7 +424,7 @@ def _progress_update(state: CallState) -> Any:
 def _progress_values(state: CallState) -> dict[str, Any]:
     earlier = [each.value for each in CallState if moves_forward(each, state)]
     values = _heard()
-    values["status"] = case((calls.c.status.in_(earlier), state.value), else_=calls.c.status)
+    values["status"] = case((among(calls.c.status, earlier), state.value), else_=calls.c.status)
     return values
 
 
@@ -442,9 +442,8 @@ async def record_repeat(
     """
     if event.state is not CallState.IN_PROGRESS:  # the one state that is commonly told twice
         return False
-    async with sessionmaker() as session:
-        if session.get_bind().dialect.name != "postgresql":
-            return False
+    if dialect_of(sessionmaker) != "postgresql":
+        return False
     params = _event_params(call_id, event, form, utcnow())
     return await write_alone(sessionmaker, _repeat(event.verdict is not None), params) == 1
 
@@ -682,7 +681,7 @@ _WAITING = (
     select(counters.c.name)
     .where(
         counters.c.campaign_id == bindparam("campaign_id"),
-        counters.c.name.in_(RECIPIENT_ACTIVE),
+        among(counters.c.name, RECIPIENT_ACTIVE),
     )
     .group_by(counters.c.name)
     .having(func.sum(counters.c.value) != 0)

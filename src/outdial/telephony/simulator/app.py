@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from outdial import http
 from outdial.telephony.simulator.carrier import Carrier, SimCall
 from outdial.telephony.simulator.scenario import Scenario
 
@@ -232,8 +231,9 @@ def create_simulator(scenario: Scenario | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-        async with http.client(timeout=10, limits=limits) as client:
+        connector = aiohttp.TCPConnector(limit=32)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
             app.state.carrier = Carrier(scenario or Scenario(), client)
             yield
             await app.state.carrier.close()

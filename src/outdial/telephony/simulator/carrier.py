@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from twilio.request_validator import RequestValidator
 
 from outdial.telephony import vobiz
@@ -111,20 +111,31 @@ class Observations:
         }
 
 
-Sender = Callable[[SimCall, str, dict[str, str]], Awaitable[httpx.Response | None]]
+@dataclass(frozen=True)
+class Reply:
+    """The service's answer to a callback."""
+
+    status_code: int
+    text: str
+
+
+Sender = Callable[[SimCall, str, dict[str, str]], Awaitable[Reply | None]]
 
 
 class Carrier:
     """Calls in flight, the scenario that decides them, and the client that calls back."""
 
-    def __init__(self, scenario: Scenario, client: httpx.AsyncClient) -> None:
+    def __init__(self, scenario: Scenario, client: aiohttp.ClientSession) -> None:
         self.scenario = scenario
         self.dice = Dice(scenario)
+        # aiohttp itself rather than httpx over it (`outdial.http`): the simulator sends five
+        # callbacks per call, and httpx's request and response objects were a quarter of
+        # its CPU at saturation (docs/benchmarks.md, dialer).
         self.client = client
         self.calls: dict[str, SimCall] = {}
         self.seen = Observations()
         self._tasks: set[asyncio.Task[None]] = set()
-        # Few requests in flight at once keep httpx's connection pool cheap to manage.
+        # A carrier calls back with a few requests in flight at once, not thousands.
         self._sending = asyncio.Semaphore(32)
 
     def set_scenario(self, scenario: Scenario) -> None:
@@ -361,7 +372,7 @@ class Carrier:
 
     # The scripted caller -------------------------------------------------------------------
 
-    def _stream(self, reply: httpx.Response | None) -> caller.Stream | None:
+    def _stream(self, reply: Reply | None) -> caller.Stream | None:
         """The stream to join, when the scenario has a caller script and the document asks."""
         if self.scenario.caller_script is None or reply is None or reply.status_code != 200:
             return None
@@ -427,12 +438,13 @@ class Carrier:
             await asyncio.sleep(delay)
         await self._send(call, url, params)
 
-    async def _send(self, call: SimCall, url: str, params: dict[str, str]) -> httpx.Response | None:
+    async def _send(self, call: SimCall, url: str, params: dict[str, str]) -> Reply | None:
         headers = self._signature(call, url, params)
         async with self._sending:
             try:
-                return await self.client.post(url, data=params, headers=headers)
-            except httpx.HTTPError:
+                async with self.client.post(url, data=params, headers=headers) as response:
+                    return Reply(response.status, await response.text())
+            except (aiohttp.ClientError, TimeoutError):
                 return None  # a service that is down misses the callback, as with a carrier
 
     def _signature(self, call: SimCall, url: str, params: dict[str, str]) -> dict[str, str]:
