@@ -229,10 +229,11 @@ async def test_the_blocked_query_is_backed_by_indexes(
     app: FastAPI, tenant: Tenant, backend: str
 ) -> None:
     await insert_calls(app, tenant.user_id, ANN, [timedelta(hours=1)])
-    query = dnc_repository.blocked_query(tenant.user_id, [ANN, BO], utcnow(), 3, live=True)
     async with app.state.sessionmaker() as session:
         dialect = session.get_bind().dialect
-        statement = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        query = dnc_repository.blocked_query(dialect.name, capped=True, live=True)
+        bound = query.params(dnc_repository.blocked_params(tenant.user_id, [ANN, BO], utcnow(), 3))
+        statement = str(bound.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         if backend == "postgresql":
             await session.execute(text("SET LOCAL enable_seqscan = off"))
             plan = "\n".join((await session.execute(text(f"EXPLAIN {statement}"))).scalars())

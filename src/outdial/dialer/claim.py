@@ -11,13 +11,15 @@ transaction. SQLite (one process) runs the same statements without the locks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign import hours
@@ -84,6 +86,14 @@ class Claimable:
 async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Claimable | None:
     """The campaign if it is running and no other worker is claiming it right now; one
     statement (the assistant and the pre-dial check are read with it)."""
+    query = _running_campaign(session.get_bind().dialect.name)
+    row = (await session.execute(query, {"campaign_id": campaign_id})).first()
+    return Claimable(row.Campaign, row.Assistant, row.pre_dial) if row is not None else None
+
+
+@functools.cache
+def _running_campaign(dialect: str) -> Select[Any]:
+    campaign_id = bindparam("campaign_id")
     has_pre_dial = (
         select(PreDialCheck.user_id).where(PreDialCheck.user_id == Campaign.user_id).exists()
     )
@@ -92,16 +102,33 @@ async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Clai
         .outerjoin(Assistant, Assistant.id == Campaign.assistant_id)
         .where(Campaign.id == campaign_id, Campaign.status == "running")
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         # Keyed by the given id, not the column: whatever rows a plan looks at, only this
         # campaign's claim lock can be taken.
         claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(campaign_id))
         query = query.where(claim_lock).with_for_update(of=Campaign, read=True)
-    row = (await session.execute(query)).first()
-    return Claimable(row.Campaign, row.Assistant, row.pre_dial) if row is not None else None
+    return query
 
 
 CLAIM_COUNTS = ("dialing", "in_progress", "pending", "retry_scheduled")
+
+
+_NUMBER_AND_COUNTS = (
+    select(
+        PhoneNumber,
+        *[
+            select(func.coalesce(func.sum(CampaignCount.value), 0))
+            .where(
+                CampaignCount.campaign_id == bindparam("campaign_id"), CampaignCount.name == name
+            )
+            .scalar_subquery()
+            .label(name)
+            for name in CLAIM_COUNTS
+        ],
+    )
+    .where(PhoneNumber.id == bindparam("number_id"))
+    .with_for_update(of=PhoneNumber)
+)
 
 
 async def lock_number(
@@ -115,15 +142,8 @@ async def lock_number(
     meanwhile is the end of a call, which only frees a slot: the claim fills fewer slots
     than it could, never more.
     """
-    counters = [
-        select(func.coalesce(func.sum(CampaignCount.value), 0))
-        .where(CampaignCount.campaign_id == campaign.id, CampaignCount.name == name)
-        .scalar_subquery()
-        .label(name)
-        for name in CLAIM_COUNTS
-    ]
-    query = select(PhoneNumber, *counters).where(PhoneNumber.id == campaign.phone_number_id)
-    row = (await session.execute(query.with_for_update(of=PhoneNumber))).one()
+    params = {"number_id": campaign.phone_number_id, "campaign_id": campaign.id}
+    row = (await session.execute(_NUMBER_AND_COUNTS, params)).one()
     return row.PhoneNumber, {name: int(row._mapping[name]) for name in CLAIM_COUNTS}
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Executable,
     Select,
+    String,
     Table,
+    any_,
+    bindparam,
     delete,
     exists,
     func,
-    literal,
+    literal_column,
     or_,
     select,
     text,
@@ -22,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from outdial.database import dialect_insert
+from outdial.database import dialect_insert, run
 from outdial.models import Call, DoNotCallEntry
 from outdial.models.call import LIVE_CONDITION
 
@@ -79,15 +84,16 @@ def listing(user_id: str) -> Select[Any]:
     return select(DoNotCallEntry).where(DoNotCallEntry.user_id == user_id)
 
 
-def _counted_calls(user_id: str, numbers: Sequence[str], since: datetime) -> Any:
-    """An account's calls to `numbers` since `since` that count against the daily cap.
+def _counted_calls(user_id: Any, numbers: Any, since: Any) -> Any:
+    """An account's calls to `numbers` (a condition on the number) since `since` that count
+    against the daily cap.
 
     A call counts unless it never reached the provider (given back before its dial:
     `canceled` without a dial time). Range scan on ix_calls_user_number_created.
     """
     return (
         calls.c.user_id == user_id,
-        calls.c.to_number.in_(numbers),
+        numbers,
         calls.c.created_at > since,
         or_(calls.c.dial_started_at.is_not(None), calls.c.status != "canceled"),
     )
@@ -108,37 +114,53 @@ async def is_listed(session: AsyncSession, user_id: str, number: str) -> bool:
     return (await session.scalar(query)) is not None
 
 
-def blocked_query(
-    user_id: str, numbers: Sequence[str], now: datetime, daily_cap: int | None, *, live: bool
-) -> Executable:
+def _one_of(dialect: str, column: Any) -> ColumnElement[bool]:
+    """`column` is one of the `numbers` parameter: an array on PostgreSQL (one statement
+    whatever their count), a list expanded at execution on SQLite."""
+    if dialect == "postgresql":
+        return cast(ColumnElement[bool], column == any_(bindparam("numbers", type_=ARRAY(String))))
+    return column.in_(bindparam("numbers", expanding=True))
+
+
+@functools.cache
+def blocked_query(dialect: str, *, capped: bool, live: bool) -> Executable:
     """BLOCKED: (number, "dnc" | "daily_cap" | "live") for the numbers that must not be
-    dialed now; "live" (a call to the number is live) only when asked for.
+    dialed now; "daily_cap" only with `capped`, "live" (a call to the number is live) only
+    with `live`. Parameters: `blocked_params`.
 
     Each part is an index lookup: the list's primary key (user, number), the calls'
     (user, to_number, created_at) over the last 24 hours, the live calls' unique
-    (user, to_number); one round trip for all.
+    (user, to_number); one round trip for all. Built once per shape.
     """
+    user_id = bindparam("user_id")
     parts = [
-        select(entries.c.phone_number, literal("dnc")).where(
-            entries.c.user_id == user_id, entries.c.phone_number.in_(numbers)
+        select(entries.c.phone_number, literal_column("'dnc'")).where(
+            entries.c.user_id == user_id, _one_of(dialect, entries.c.phone_number)
         )
     ]
-    if daily_cap:
+    if capped:
+        since = bindparam("since", type_=calls.c.created_at.type)
         parts.append(
-            select(calls.c.to_number, literal("daily_cap"))
-            .where(*_counted_calls(user_id, numbers, now - DAY))
+            select(calls.c.to_number, literal_column("'daily_cap'"))
+            .where(*_counted_calls(user_id, _one_of(dialect, calls.c.to_number), since))
             .group_by(calls.c.to_number)
-            .having(func.count() >= daily_cap)
+            .having(func.count() >= bindparam("cap"))
         )
     if live:
         parts.append(
-            select(calls.c.to_number, literal("live")).where(
+            select(calls.c.to_number, literal_column("'live'")).where(
                 calls.c.user_id == user_id,
-                calls.c.to_number.in_(numbers),
+                _one_of(dialect, calls.c.to_number),
                 text(LIVE_CONDITION),  # inline: a generic plan can still use the partial index
             )
         )
     return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def blocked_params(
+    user_id: str, numbers: Sequence[str], now: datetime, daily_cap: int | None
+) -> dict[str, Any]:
+    return {"user_id": user_id, "numbers": list(numbers), "since": now - DAY, "cap": daily_cap}
 
 
 async def blocked(
@@ -150,7 +172,8 @@ async def blocked(
     *,
     live: bool = False,
 ) -> list[tuple[str, str]]:
-    rows = await session.execute(blocked_query(user_id, numbers, now, daily_cap, live=live))
+    statement = blocked_query(session.get_bind().dialect.name, capped=bool(daily_cap), live=live)
+    rows = await run(session, statement, blocked_params(user_id, numbers, now, daily_cap))
     return [(number, reason) for number, reason in rows.all()]
 
 
@@ -159,6 +182,6 @@ async def recent_call_times(
 ) -> list[tuple[str, datetime]]:
     """(number, created_at) of the counted calls to `numbers` in the last 24 hours."""
     query = select(calls.c.to_number, calls.c.created_at).where(
-        *_counted_calls(user_id, numbers, now - DAY)
+        *_counted_calls(user_id, calls.c.to_number.in_(numbers), now - DAY)
     )
     return [(number, created) for number, created in (await session.execute(query)).all()]
