@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import ColumnElement, CursorResult, Executable, Row, event, literal_column
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -260,17 +261,14 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]
     fixed: Mapping[str, Any]  # values the statement carries itself (constants)
+    required: frozenset[str]  # parameters the caller must give
     converters: Mapping[str, Callable[[Any], Any]]
 
 
-_COMPILED: dict[Executable, _Compiled | None] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # statements are built once: a few dozen in all
 def _compiled(statement: Executable, dialect: Any) -> _Compiled | None:
     """The statement compiled once for asyncpg; None for one that needs SQLAlchemy's
     execution (Python-side column defaults, lists expanded at execution)."""
-    if statement in _COMPILED:
-        return _COMPILED[statement]
     compiled = cast(Any, statement).compile(dialect=dialect)
     plain = None
     executed_by_sqlalchemy = (
@@ -286,8 +284,10 @@ def _compiled(statement: Executable, dialect: Any) -> _Compiled | None:
             converter = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if converter is not None:
                 converters[name] = converter
-        plain = _Compiled(compiled.string, tuple(compiled.positiontup), compiled.params, converters)
-    _COMPILED[statement] = plain
+        required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
+        plain = _Compiled(
+            compiled.string, tuple(compiled.positiontup), compiled.params, required, converters
+        )
     return plain
 
 
@@ -317,7 +317,12 @@ async def _plain(
             if rows:
                 return [PlainRow(row._mapping) for row in result.all()], 0
             return [], int(cast(Any, result).rowcount)
-    values = {**compiled.fixed, **(params or {})}
+    given = params or {}
+    missing = compiled.required.difference(given)
+    if missing:  # as SQLAlchemy reports it
+        problem = f"A value is required for bind parameter {sorted(missing)[0]!r}"
+        raise StatementError(problem, compiled.sql, given, InvalidRequestError(problem))
+    values = {**compiled.fixed, **given}
     args = [
         compiled.converters[name](values[name]) if name in compiled.converters else values[name]
         for name in compiled.names

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import bindparam, make_url, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from tests.integration.test_webhooks import ringing_calls
 from tests.support import Tenant
 
@@ -88,3 +88,16 @@ async def test_a_statement_alone_that_breaks_a_constraint_is_an_integrity_error(
     await write_alone(sessionmaker, RENAME, {"call_id": first})
     with pytest.raises(IntegrityError):  # one live call per number and account
         await write_alone(sessionmaker, RENAME, {"call_id": second})
+
+
+async def test_a_statement_alone_without_a_required_parameter_is_refused(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    """As SQLAlchemy refuses it: a forgotten parameter must not become NULL."""
+    (call_id,) = await ringing_calls(app, tenant, 1, "s")
+    with pytest.raises(StatementError, match="call_id"):
+        await write_alone(app.state.sessionmaker, RENAME, {})
+    (row,) = await read_alone(
+        app.state.sessionmaker, select(calls.c.to_number).where(calls.c.id == call_id)
+    )
+    assert row.to_number != "+14155559999"

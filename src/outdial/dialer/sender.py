@@ -93,6 +93,7 @@ _SENT = (
     )
 )
 
+_STATUS = select(calls.c.status).where(calls.c.id == bindparam("call_id"))
 _SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id))
 
 
@@ -150,9 +151,7 @@ class Sender:
         (an error answer or a broken connection does not say the call was not created, and
         dialing again would ring the person twice). A call ended meanwhile (hung up through
         the API, reaped) is not dialed again either."""
-        rows = await read_alone(
-            self.sessionmaker, select(calls.c.status).where(calls.c.id == job.call_id)
-        )
+        rows = await read_alone(self.sessionmaker, _STATUS, {"call_id": job.call_id})
         return not rows or rows[0].status != CallState.QUEUED.value
 
     async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
