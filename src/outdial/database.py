@@ -183,15 +183,8 @@ async def write_alone(
     """
     if dialect_of(sessionmaker) == "postgresql":
         return (await _plain(sessionmaker, statement, params, rows=False))[1]
-    async with sessionmaker() as session:
-        await begin_writing(session)
-        try:
-            changed = int((await run(session, statement, params)).rowcount)
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-        return changed
+    async with write_transaction(sessionmaker) as session:
+        return int(cast(Any, await run(session, statement, params)).rowcount)
 
 
 async def write_alone_first(
@@ -203,14 +196,8 @@ async def write_alone_first(
     if dialect_of(sessionmaker) == "postgresql":
         rows = (await _plain(sessionmaker, statement, params, rows=True))[0]
         return rows[0] if rows else None
-    async with sessionmaker() as session:
-        await begin_writing(session)
-        try:
-            row = (await run(session, statement, params)).first()
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    async with write_transaction(sessionmaker) as session:
+        row = (await run(session, statement, params)).first()
     return PlainRow(row._mapping) if row is not None else None
 
 

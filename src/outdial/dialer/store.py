@@ -99,7 +99,11 @@ _CALL_ROW = (
 )
 
 
-_LOCK_CALL = select(*_CALL_ROW).where(calls.c.id == bindparam("call_id")).with_for_update()
+def _call_locked(call_id: Any) -> Any:
+    return select(*_CALL_ROW).where(calls.c.id == call_id).with_for_update()
+
+
+_LOCK_CALL = _call_locked(bindparam("call_id"))
 
 
 async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
@@ -208,7 +212,7 @@ async def lock_and_record(
 
 @functools.cache
 def _locked_event(ending: bool) -> Any:
-    locked = select(*_CALL_ROW).where(calls.c.id == _event_call()).with_for_update().cte("locked")
+    locked = _call_locked(_event_call()).cte("locked")
     logged = _event_insert("postgresql", exists().where(locked.c.id == _event_call()))
     logged = logged.cte("logged")
     query = select(
@@ -223,8 +227,7 @@ def _locked_event(ending: bool) -> Any:
         "postgresql",
         locked.c.campaign_id,
         locked.c.recipient_id,
-        among(locked.c.status, live),
-        exists().where(logged.c.call_id == locked.c.id),  # a duplicate changes nothing
+        among(locked.c.status, live),  # (a duplicate of an end finds the call ended)
     ).cte("attempt")
     columns = [column for column in attempt.c if column.name != "notified"]
     return query.add_columns(*columns).select_from(locked.outerjoin(attempt, true()))
@@ -294,8 +297,6 @@ def _end_writes(
     updates = [
         _row_update(table, names, f"u{i}_").cte(f"u{i}") for i, (table, names) in enumerate(shapes)
     ]
-    if not deltas:
-        return select(true()).add_cte(*updates)
     campaign = select(
         # (not named after a column: the updates would take it for a value to set)
         bindparam("counted_campaign", type_=counters.c.campaign_id.type).label("campaign_id")
@@ -307,7 +308,8 @@ def _end_writes(
 def _end_writes_for(
     session: AsyncSession, call: CallRow, attempt: AttemptLocks | None
 ) -> _EndWrites | None:
-    """One statement for the end's writes when nothing needs to read between them."""
+    """One statement for the end's writes when nothing needs to read between them. (With
+    its attempt locked, the end settles a recipient, so the counters always change.)"""
     if session.get_bind().dialect.name != "postgresql":
         return None
     if attempt is None or call.campaign_id is None or call.user_id is None:

@@ -74,10 +74,10 @@ async def subscribers(
     emits two events), and forgotten when the transaction ends.
     """
     if isinstance(user_id, str):
-        read = session.info.setdefault(ENDPOINTS_READ, {})
-        rows = read.get(user_id)
+        rows = remembered_endpoints(session, user_id)
         if rows is None:
-            rows = read[user_id] = (await run(session, _ENDPOINTS, {"user_id": user_id})).all()
+            rows = list((await run(session, _ENDPOINTS, {"user_id": user_id})).all())
+            remember_endpoints(session, user_id, rows)
     else:
         query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
         rows = (await session.execute(query)).all()
