@@ -1,8 +1,11 @@
 """The calls' voice activity detection: one shared Silero session, each call's own state,
-the same scores as Pipecat's analyzer, and the loudness measured only for speech."""
+the same scores as Pipecat's analyzer whether a window is scored alone or with other
+calls' windows, and the loudness measured only for speech."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import warnings
 
 import numpy as np
@@ -12,18 +15,30 @@ from outdial.voice import vad
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.audio.vad.vad_analyzer import VADState
 
 RATE = 8000
 WINDOW = 256  # samples Silero scores at 8 kHz
 
 
-def windows(seed: int, count: int) -> list[bytes]:
-    """Noise and tones, different per seed, as 16-bit PCM windows."""
+def audio(seed: int, count: int, loudness: float = 0.3) -> bytes:
+    """Noise and a tone, different per seed, as 16-bit PCM: `count` windows of it."""
     rng = np.random.default_rng(seed)
     t = np.arange(WINDOW * count) / RATE
-    signal = 0.3 * np.sin(2 * np.pi * (150 + 50 * seed) * t) + rng.normal(0, 0.05, t.size)
-    pcm = (np.clip(signal, -1, 1) * 32767).astype(np.int16).tobytes()
+    signal = loudness * np.sin(2 * np.pi * (150 + 50 * seed) * t) + rng.normal(0, 0.05, t.size)
+    return (np.clip(signal, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+def windows(seed: int, count: int) -> list[bytes]:
+    pcm = audio(seed, count)
     return [pcm[i : i + 2 * WINDOW] for i in range(0, len(pcm), 2 * WINDOW)]
+
+
+def frames(seed: int) -> list[bytes]:
+    """A call's inbound audio in 20 ms frames: a second of a tone, then 2.5 s of quieter
+    noise (long enough for the model's periodic reset), then the tone again."""
+    pcm = audio(seed, 31) + audio(seed + 10, 80, loudness=0.0) + audio(seed, 31)
+    return [pcm[i : i + 320] for i in range(0, len(pcm), 320)]
 
 
 def score(analyzer: SileroVADAnalyzer, window: bytes) -> float:
@@ -37,10 +52,49 @@ def test_calls_share_the_network_and_keep_their_own_state() -> None:
     for analyzer in (first, second, *reference):
         analyzer.set_sample_rate(RATE)
     audio = [windows(1, 40), windows(2, 40)]
-    # The two calls interleaved score exactly what two separate Pipecat analyzers score.
-    for one, two in zip(*audio, strict=True):
+    # The two calls interleaved score exactly what two separate Pipecat analyzers score,
+    # through a quiet stretch long enough for both to reset their model.
+    quiet = [(np.frombuffer(w, np.int16) // 64).astype(np.int16).tobytes() for w in windows(9, 90)]
+    for one, two in zip(audio[0] + quiet, audio[1] + quiet, strict=True):
         assert score(first, one) == score(reference[0], one)
         assert score(second, two) == score(reference[1], two)
+    assert 0 < first._windows_since_reset < 90 and 0 < second._windows_since_reset < 90
+
+
+async def test_calls_scored_together_hear_what_each_would_alone() -> None:
+    """Five calls' frames arriving together are scored in one run of the network per
+    window, and each call's analysis (states and scores, window by window) is exactly
+    what it is when the call is the only one."""
+
+    async def follow(together: bool) -> list[list[tuple]]:
+        calls = [(vad.CallVAD(sample_rate=RATE), frames(seed)) for seed in range(5)]
+        for analyzer, _ in calls:
+            analyzer.set_sample_rate(RATE)
+        heard: list[list[tuple]] = [[] for _ in calls]
+        for step in range(len(calls[0][1])):
+            if together:
+                states = await asyncio.gather(*(a.analyze_audio(pcm[step]) for a, pcm in calls))
+            else:
+                states = [await a.analyze_audio(pcm[step]) for a, pcm in calls]
+            for seen, (analyzer, _), state in zip(heard, calls, states, strict=True):
+                seen.append((state, analyzer._confidence, analyzer._windows_since_reset))
+        return heard
+
+    scorer = vad.scorer(RATE)  # the event loop's: earlier tests on this loop may have used it
+    runs, scored = scorer.runs, scorer.windows
+    alone = await follow(together=False)
+    windows_alone = scorer.windows - scored
+    assert scorer.runs - runs == windows_alone  # one at a time: a run per window
+    runs, scored = scorer.runs, scorer.windows
+    together = await follow(together=True)
+    assert scorer.windows - scored == windows_alone
+    assert scorer.runs - runs == windows_alone // 5  # every window scored with the other four
+    assert together == alone
+    states = {state for call in alone for state, *_ in call}
+    assert {VADState.SPEAKING, VADState.QUIET} <= states  # the audio moved the analysis
+    assert any(
+        since < before for call in alone for (*_, before), (*_, since) in itertools.pairwise(call)
+    )
 
 
 def test_loudness_is_measured_only_for_speech() -> None:
@@ -68,3 +122,40 @@ def test_loudness_is_measured_only_for_speech() -> None:
     target = reference._volume_tracker.volume
     assert target < smoothed < measured
     assert abs(smoothed - (measured + 0.2 * (target - measured))) < 1e-9
+
+
+async def test_a_busy_scorer_waits_briefly_for_more_calls_and_a_quiet_one_does_not() -> None:
+    scorer = vad.Scorer(RATE)
+    calls = [vad._model() for _ in range(vad.BATCH)]
+    window = windows(4, 1)[0]
+
+    async def hand_in(models: list) -> list[float]:
+        """One window per call, each on its own turn of the event loop."""
+        scores = []
+        for model in models:
+            scores.append(scorer.score(model, window))
+            await asyncio.sleep(0)
+        return list(await asyncio.gather(*scores))
+
+    await hand_in(calls[:3])
+    assert (scorer.runs, scorer.windows) == (3, 3)  # few windows a second: each alone
+
+    scorer._rate = 1.5 / vad.GATHER  # more than one window due within the wait
+    started = asyncio.get_running_loop().time()
+    await hand_in(calls[:3])
+    assert (scorer.runs, scorer.windows) == (4, 6)  # one run for the three
+    assert asyncio.get_running_loop().time() - started >= vad.GATHER * 0.9
+
+    full = [scorer.score(model, window) for model in calls[: vad.BATCH]]
+    await asyncio.sleep(0)  # a full run goes at the next turn, without waiting
+    assert scorer.runs == 5 and all(future.done() for future in full)
+
+
+async def test_the_scorer_learns_how_busy_it_is() -> None:
+    scorer, model, window = vad.Scorer(RATE), vad._model(), windows(5, 1)[0]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < 1.2:  # a window every 1 to 2 ms: 500 to 1,000 a second
+        await scorer.score(model, window)
+        await asyncio.sleep(0.001)
+    assert scorer._rate * vad.GATHER >= 1  # from now on a window waits for others
