@@ -8,8 +8,8 @@ costs, so the analysis runs on the event loop. The ONNX session holds only the n
 (inference is stateless and safe to share); each call keeps its own recurrent state and
 context in its `SileroOnnxModel`, so calls never hear each other.
 
-A run of the network costs about as much for eight windows as for three (its fixed cost
-is most of it, more so on a busy process whose caches the calls' other work keeps
+A run of the network for eight windows costs about three runs of one (the fixed cost of
+a run is most of it, more so on a busy process whose caches the calls' other work keeps
 evicting), and Silero's batch dimension scores each row exactly as a run of its own would
 (bit for bit; tested). So a call's window goes to `Scorer`, which runs the network once
 for every window handed in before the event loop gets back to it: with one call that is
@@ -98,7 +98,7 @@ class Scorer:
     calls and more: a window is 32 ms of a call's audio), the first window of a run waits
     up to `GATHER` for others, and a run of `BATCH` goes at once. Measured on the media
     benchmark (docs/benchmarks.md): with 20 calls, runs of about 1.4 windows without the
-    wait, and a quarter of the process's CPU saved with it."""
+    wait, and a sixth to a quarter of the process's CPU saved with it."""
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
