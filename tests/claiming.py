@@ -60,7 +60,7 @@ async def claimed_for_later(service: Service, campaign_id: str) -> list[Any]:
     later = datetime.now(UTC) + timedelta(hours=2, minutes=30)
     async with write_transaction(service.app.state.sessionmaker) as session:
         locked = await claiming.lock_running_campaign(session, campaign_id)
-        assert locked is not None
+        assert isinstance(locked, claiming.Claimable)
         return await claiming.claim(session, locked, "test", later, timedelta(seconds=30))
 
 

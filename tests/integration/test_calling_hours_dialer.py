@@ -153,7 +153,7 @@ async def test_a_dial_given_back_after_the_campaign_ended_ends_its_recipient(
     else:
         async with write_transaction(service.app.state.sessionmaker) as session:
             locked = await claiming.lock_running_campaign(session, campaign["id"])
-            assert locked is not None
+            assert isinstance(locked, claiming.Claimable)
             await store.expire_waiting(session, locked.campaign, datetime.now(UTC))
     assert await a_sender(service).send(replace(jobs[0], dial_at=datetime.now(UTC))) is False
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import pytest
@@ -18,6 +19,8 @@ from outdial.campaign.state import COUNT_KEYS
 from outdial.database import write_transaction
 from outdial.dialer import claim as claiming
 from outdial.dialer import store
+from outdial.dialer.wakeup import Wakeup
+from outdial.dialer.worker import Dialer, dialer_settings
 from outdial.models import CampaignCount, CampaignRecipient
 
 T = TypeVar("T")
@@ -156,9 +159,10 @@ async def test_claims_exclude_each_other_and_stop_but_not_the_ends_of_calls(
         assert await within(5, store.lock_attempt(ending, campaign["id"], first)) is not None
         async with write_transaction(sessionmaker) as claim:
             claimable = await within(5, claiming.lock_running_campaign(claim, campaign["id"]))
-            assert claimable is not None  # the end does not make the claim skip the campaign
+            assert isinstance(claimable, claiming.Claimable)  # the end does not hold it up
             async with write_transaction(sessionmaker) as other:
-                assert await claiming.lock_running_campaign(other, campaign["id"]) is None
+                taken = await claiming.lock_running_campaign(other, campaign["id"])
+                assert taken == claiming.ELSEWHERE  # running, and claimed by another
             async with write_transaction(sessionmaker) as another_end:
                 locked = await within(5, store.lock_attempt(another_end, campaign["id"], second))
                 assert locked is not None and locked.campaign_status == "running"
@@ -167,3 +171,60 @@ async def test_claims_exclude_each_other_and_stop_but_not_the_ends_of_calls(
             assert not stopping.done()  # the stop waits for the claim and the end
     stopped = await within(10, stopping)
     assert stopped["status"] == "completed"
+
+
+async def test_a_worker_leaves_a_campaign_another_is_claiming_to_it(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """Every worker hears every NOTIFY. One that finds another claiming a campaign leaves
+    that campaign's NOTIFYs to it for `sweep_seconds` instead of spending a transaction on
+    a claim lock it cannot take; wake-ups from its own process, other campaigns and
+    campaigns that were not running (a resume must not be missed) are claimed as before.
+    (Sweeps claim every running campaign: not tried here, where other tests' campaigns
+    run in the same database.)"""
+    if backend != "postgresql":
+        pytest.skip("the claim lock is PostgreSQL's (SQLite writes one at a time)")
+    campaign = await tenant.campaign(recipients=[{"phone_number": n} for n in numbers(2)])
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")  # no dialer in this app
+    draft = await tenant.campaign(
+        recipients=[{"phone_number": n} for n in numbers(1, 50)],
+        phone_number_id=campaign["phone_number_id"],
+        assistant_id=campaign["assistant_id"],
+    )
+    tried: list[str] = []
+
+    class Watched(Dialer):
+        async def _claim_campaign(self, campaign_id: str) -> None:
+            tried.append(campaign_id)
+            await super()._claim_campaign(campaign_id)
+
+    settings = replace(dialer_settings(app.state.settings), sweep_seconds=0.5)
+    worker = Watched(app.state.sessionmaker, app.state.carriers, settings, Wakeup())
+    worker.wakeup.take()  # a new worker starts with a sweep; not wanted here
+
+    async def round_after(wake: Callable[[str], None], campaign_id: str) -> None:
+        wake(campaign_id)
+        await worker.claim_round()
+
+    running, other = campaign["id"], draft["id"]
+    async with write_transaction(app.state.sessionmaker) as claim:  # another worker's claim
+        assert isinstance(await claiming.lock_running_campaign(claim, running), claiming.Claimable)
+        await round_after(worker.wakeup.notified, running)
+        assert tried == [running]  # found claimed elsewhere
+        await round_after(worker.wakeup.notified, running)
+        assert tried == [running]  # left to the worker claiming it
+        await round_after(worker.wakeup.notified, other)
+        await round_after(worker.wakeup.notified, other)
+        assert tried == [running, other, other]  # not running: nobody else is claiming it
+        await round_after(worker.wakeup.campaign, running)
+        assert tried == [running, other, other, running]  # woken here: its own business
+        await asyncio.sleep(0.6)
+        del tried[:]
+        await round_after(worker.wakeup.notified, running)
+        assert tried == [running]  # sweep_seconds on, the campaign's NOTIFYs count again
+    # Found claimed elsewhere once more (just above); now the campaign stops, the worker
+    # learns it from a wake-up of its own, and the campaign's NOTIFYs count again at once.
+    await tenant.ok("POST", f"/campaign/{running}/stop")
+    await round_after(worker.wakeup.campaign, running)
+    await round_after(worker.wakeup.notified, running)
+    assert tried == [running, running, running]

@@ -17,9 +17,9 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from outdial.campaign import hours
@@ -83,12 +83,22 @@ class Claimable:
     pre_dial: bool  # the account has a pre-dial check
 
 
-async def lock_running_campaign(session: AsyncSession, campaign_id: str) -> Claimable | None:
-    """The campaign if it is running and no other worker is claiming it right now; one
-    statement (the assistant and the pre-dial check are read with it)."""
+ELSEWHERE: Literal["elsewhere"] = "elsewhere"  # running, and another transaction is claiming it
+
+
+async def lock_running_campaign(
+    session: AsyncSession, campaign_id: str
+) -> Claimable | Literal["elsewhere"] | None:
+    """The campaign if it is running and no other worker is claiming it right now;
+    `ELSEWHERE` if it is running and another is; one statement (the assistant and the
+    pre-dial check are read with it)."""
     query = _running_campaign(session.get_bind().dialect.name)
     row = (await session.execute(query, {"campaign_id": campaign_id})).first()
-    return Claimable(row.Campaign, row.Assistant, row.pre_dial) if row is not None else None
+    if row is None:
+        return None
+    if not row.claimed:
+        return ELSEWHERE
+    return Claimable(row.Campaign, row.Assistant, row.pre_dial)
 
 
 @functools.cache
@@ -102,12 +112,12 @@ def _running_campaign(dialect: str) -> Select[Any]:
         .outerjoin(Assistant, Assistant.id == Campaign.assistant_id)
         .where(Campaign.id == campaign_id, Campaign.status == "running")
     )
-    if dialect == "postgresql":
-        # Keyed by the given id, not the column: whatever rows a plan looks at, only this
-        # campaign's claim lock can be taken.
-        claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(campaign_id))
-        query = query.where(claim_lock).with_for_update(of=Campaign, read=True)
-    return query
+    if dialect != "postgresql":
+        return query.add_columns(true().label("claimed"))  # SQLite writes one at a time
+    # Tried for the one row found, and keyed by the given id, not the column: only this
+    # campaign's claim lock can be taken.
+    claim_lock = func.pg_try_advisory_xact_lock(CLAIM_LOCKS, func.hashtext(campaign_id))
+    return query.add_columns(claim_lock.label("claimed")).with_for_update(of=Campaign, read=True)
 
 
 CLAIM_COUNTS = ("dialing", "in_progress", "pending", "retry_scheduled")

@@ -20,15 +20,24 @@ log = logging.getLogger("outdial.dialer")
 
 
 class Wakeup:
-    """Campaign ids that want attention, and an event that fires when there are any."""
+    """Campaign ids that want attention, and an event that fires when there are any.
+
+    Those woken by a NOTIFY (`notified`) are kept apart from those woken in this process
+    (`campaign`): a NOTIFY reaches every worker, so a worker may leave it to the one that
+    is claiming the campaign already (`Dialer.claim_round`)."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.campaigns: set[str] = set()
+        self.notifications: set[str] = set()
         self.everything = True
 
     def campaign(self, campaign_id: str) -> None:
         self.campaigns.add(campaign_id)
+        self._event.set()
+
+    def notified(self, campaign_id: str) -> None:
+        self.notifications.add(campaign_id)
         self._event.set()
 
     def all(self) -> None:
@@ -43,10 +52,11 @@ class Wakeup:
             self.everything = True
         self._event.clear()
 
-    def take(self) -> tuple[bool, set[str]]:
-        everything, campaigns = self.everything, self.campaigns
-        self.everything, self.campaigns = False, set()
-        return everything, campaigns
+    def take(self) -> tuple[bool, set[str], set[str]]:
+        """Whether to sweep, the campaigns woken here, those woken by a NOTIFY."""
+        taken = self.everything, self.campaigns, self.notifications
+        self.everything, self.campaigns, self.notifications = False, set(), set()
+        return taken
 
 
 async def listen(database_url: str, wakeup: Wakeup, stopped: asyncio.Event) -> None:
@@ -60,7 +70,7 @@ async def listen(database_url: str, wakeup: Wakeup, stopped: asyncio.Event) -> N
             await asyncio.sleep(1)
             continue
         try:
-            await connection.add_listener(CHANNEL, lambda *args: wakeup.campaign(str(args[3])))
+            await connection.add_listener(CHANNEL, lambda *args: wakeup.notified(str(args[3])))
             await stopped.wait()
         finally:
             with contextlib.suppress(Exception):

@@ -69,6 +69,9 @@ class Dialer:
         self.name = worker_name()
         self.stopped = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
+        # Campaigns another worker was found claiming, and until when (the event loop's
+        # clock) their NOTIFYs are left to it.
+        self._elsewhere: dict[str, float] = {}
 
     async def run(self) -> None:
         """Claim and dial until stopped; reap on its own schedule."""
@@ -91,11 +94,26 @@ class Dialer:
         self.wakeup.all()
 
     async def claim_round(self) -> None:
-        everything, campaigns = self.wakeup.take()
+        everything, campaigns, notified = self.wakeup.take()
         if everything:
-            campaigns |= await self._running_campaigns()
+            campaigns |= notified | await self._running_campaigns()
+        else:
+            campaigns |= self._not_claimed_elsewhere(notified)
         for campaign_id in campaigns:
             await self._claim_campaign(campaign_id)
+
+    def _not_claimed_elsewhere(self, notified: set[str]) -> set[str]:
+        """The notified campaigns this worker should claim: not those it lately found
+        another worker claiming. That worker hears the same NOTIFY, and having claimed when
+        it came, claims again after (every claim reads the counters afresh), so the slot is
+        filled; trying here too would only find the claim lock taken, a transaction spent
+        for nothing by every other worker at the end of every call. Should that worker die,
+        its campaigns are claimed here again within `sweep_seconds`."""
+        now = asyncio.get_running_loop().time()
+        for campaign_id, until in list(self._elsewhere.items()):
+            if until <= now:
+                del self._elsewhere[campaign_id]
+        return notified - self._elsewhere.keys()
 
     async def _running_campaigns(self) -> set[str]:
         async with self.sessionmaker() as session:
@@ -107,8 +125,13 @@ class Dialer:
         try:
             async with write_transaction(self.sessionmaker) as session:
                 claimable = await claiming.lock_running_campaign(session, campaign_id)
-                if claimable is None:
+                if claimable == claiming.ELSEWHERE:
+                    until = asyncio.get_running_loop().time() + self.settings.sweep_seconds
+                    self._elsewhere[campaign_id] = until
                     return
+                self._elsewhere.pop(campaign_id, None)
+                if not isinstance(claimable, claiming.Claimable):
+                    return  # not running
                 campaign = claimable.campaign
                 if campaign.schedule_end_time is not None and now >= campaign.schedule_end_time:
                     await claiming.lock_for_change(session, campaign.id)
