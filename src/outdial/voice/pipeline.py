@@ -56,6 +56,7 @@ with warnings.catch_warnings():
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.serializers.base_serializer import FrameSerializer
     from pipecat.transports.websocket.fastapi import (
+        FastAPIWebsocketInputTransport,
         FastAPIWebsocketParams,
         FastAPIWebsocketTransport,
     )
@@ -178,6 +179,33 @@ class Conversation:
         return sum(1 for turn in self.transcript if turn["role"] == role)
 
 
+class CallInput(FastAPIWebsocketInputTransport):
+    """The WebSocket's input, handing the caller's audio on from the task that receives it.
+
+    Pipecat's input transport puts every audio frame on a queue of its own, for a task that
+    awaits each with a timeout (a timer, and on Python 3.11 a task of its own, every 20 ms),
+    to run an audio filter outdial does not configure and push the frame on. Pushed from
+    the receiving task instead, the frames go in the same order, with the other frames the
+    serializer makes in the order they came, and the transport's audio task idles."""
+
+    async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
+        params = self._params
+        if params.audio_in_filter is not None:  # the filter's own way
+            await super().push_audio_frame(frame)
+            return
+        wanted = params.audio_in_enabled and params.audio_in_passthrough and not self._paused
+        if wanted and frame.audio:
+            await self.push_frame(frame)
+
+
+class CallTransport(FastAPIWebsocketTransport):
+    """Pipecat's FastAPI WebSocket transport, with `CallInput` for its input."""
+
+    def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
+        super().__init__(websocket, params)
+        self._input = CallInput(self, self._client, self._params, name=self._input_name)
+
+
 class SpeakingWatcher(FrameProcessor):
     """Notes when the assistant's audio starts leaving (per-turn latency) and stops (a hold
     line before a transfer has played)."""
@@ -290,7 +318,7 @@ def build(
     `recorder`, when given, records both sides (`voice/recorder.py`)."""
     _forward_pipecat_logs()
     conversation = Conversation()
-    transport = FastAPIWebsocketTransport(
+    transport = CallTransport(
         websocket,
         FastAPIWebsocketParams(
             audio_in_enabled=True,
