@@ -63,10 +63,10 @@ def _model() -> SileroOnnxModel:
 
 def score(windows: list[tuple[SileroOnnxModel, bytes]], sample_rate: int) -> np.ndarray:
     """Each call's confidence for its next window (16-bit PCM), from one run of the shared
-        network, moving each call's model past its window as `SileroOnnxModel.__call__` does
-        for one: its context (the last samples it heard) before the window, its recurrent state
-        in, the new state and context kept. A model fresh or reset (`reset_states`) has a state
-    of zeros and no context yet: its context is zeros."""
+    network, moving each call's model past its window as `SileroOnnxModel.__call__` does for
+    one: its context (the last samples it heard) before the window, its recurrent state in,
+    the new state and context kept. A model fresh or reset (`reset_states`) has a state of
+    zeros and no context yet: its context is zeros."""
     context = 64 if sample_rate == 16000 else 32
     inputs = np.empty((len(windows), context + len(windows[0][1]) // 2), np.float32)
     state = np.empty((2, len(windows), 128), np.float32)
