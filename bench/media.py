@@ -20,7 +20,8 @@ Measured, for each N, over the window in which all N calls are talking:
   ones would have finished playing on the phone (a carrier's jitter buffer playing it in real
   time): 0 while the server keeps ahead, a gap the person hears otherwise;
 * CPU of the server and of this client process (% of one core), the server's RSS, `/health`
-  response time (the server's event loop), and how late the client's own 20 ms sends were.
+  response time (the server's event loop), and how late the client's own 20 ms sends were;
+  with `--workers N`, the connections each server process holds (how the streams spread).
 
     .venv/bin/python -m bench.media [--sizes 5,10,25,50,100,150] [--seconds 20]
     bash bench/run media --workers 2 [...]     # two server processes, on PostgreSQL
@@ -246,6 +247,21 @@ def _own_cpu(process: psutil.Process) -> float:
     return float(sum(process.cpu_times()[:2]))
 
 
+def _streams(process: psutil.Process, port: int) -> list[int]:
+    """Open connections to the API port held by each process of the server that holds any
+    (with `--workers N`, how the kernel spread the streams over the N processes)."""
+    counts = []
+    for p in [process, *process.children(True)]:
+        held = sum(
+            1
+            for c in p.net_connections("tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+        )
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
+
+
 def _rss_mib(process: psutil.Process) -> float:
     return sum(p.memory_info().rss for p in [process, *process.children(True)]) / 2**20
 
@@ -375,6 +391,7 @@ async def level(
     me = psutil.Process()
     cpu_before = (_cpu(server), _own_cpu(me), time.monotonic())
     rss = 0.0
+    streams = _streams(server, cluster.api_port)
     while time.monotonic() < end:
         await asyncio.sleep(1.0)
         rss = max(rss, _rss_mib(server))
@@ -412,6 +429,7 @@ async def level(
         "server_cpu": (cpu_after[0] - cpu_before[0]) / elapsed * 100,
         "client_cpu": (cpu_after[1] - cpu_before[1]) / elapsed * 100,
         "server_rss": rss,
+        "streams": streams,
         "stored": stored,
         "reasons": dict(reasons),
         "load": load(),
@@ -462,6 +480,8 @@ def _print(title: str, r: dict[str, Any]) -> None:
         f"p99 {_ms(r['health'], 0.99):.1f} ms; client send lateness p99 "
         f"{_ms(r['send_late'], 0.99):.1f} ms"
     )
+    if len(r["streams"]) > 1:
+        print(f"  connections per server process: {' / '.join(map(str, r['streams']))}")
     print(f"  keeps up with real time: {'yes' if keeps_up(r) else 'NO'}")
 
 
