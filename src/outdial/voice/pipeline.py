@@ -48,6 +48,7 @@ with warnings.catch_warnings():
     )
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.pipeline.worker_observer import WorkerObserver
     from pipecat.processors.aggregators.llm_context import LLMContext
     from pipecat.processors.aggregators.llm_response_universal import (
         LLMContextAggregatorPair,
@@ -280,6 +281,37 @@ class SpeechQueueWatcher(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class Observers(WorkerObserver):
+    """Pipecat's proxy for a worker's observers, false while it has none.
+
+    Every processor asks `if observer:` before it reports a frame it pushes or processes
+    (a record built and awaited, twice for every frame handed between two processors), and
+    a call's worker has no observer to report to: false, the proxy spares each hop that work,
+    about a fifth of its cost (docs/benchmarks.md). An observer added later is told as
+    before."""
+
+    def __bool__(self) -> bool:
+        return bool(self._observers)
+
+
+class CallWorker(PipelineWorker):
+    """Pipecat's pipeline worker for one call: no RTVI, no turn tracking (an observer on
+    every push; the aggregators' events suffice), no idle timeout (the call's own timers end
+    it), and `Observers` for its observers' proxy."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__(
+            pipeline,
+            params=PipelineParams(
+                audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE
+            ),
+            enable_rtvi=False,
+            enable_turn_tracking=False,
+            idle_timeout_secs=None,
+        )
+        self._observer = Observers()
+
+
 def turn_strategies(speech: dict[str, Any]) -> UserTurnStrategies:
     """speech_settings → Pipecat's turn rules (the mapping is in docs/voice.md)."""
     barge_in = speech.get("interruptions", "on") == "on"
@@ -359,13 +391,7 @@ def build(
             aggregators.assistant(),
         ]
     )
-    worker = PipelineWorker(
-        pipeline,
-        params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
-        enable_rtvi=False,
-        enable_turn_tracking=False,  # an observer on every frame push; the aggregators suffice
-        idle_timeout_secs=None,
-    )
+    worker = CallWorker(pipeline)
     ending = speaking.ending = actions.Ending(worker, conversation)
     actions.register(services.llm, ending, opt_out, transfer, gate)
     _wire_events(transport, aggregators, worker, conversation, config)
