@@ -1,4 +1,6 @@
-"""The call's pipeline worker: its processors report frames only when someone observes."""
+"""Pieces of the call's pipeline on their own: the worker (its processors report frames only
+when someone observes) and the waits of the assistant's audio on its way out (a queued chunk
+goes on in the same turn of the event loop; the timeouts still fire)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,21 @@ import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from pipecat.frames.frames import EndFrame, Frame, TextFrame
+    from pipecat.frames.frames import (
+        EndFrame,
+        Frame,
+        OutputAudioRawFrame,
+        TextFrame,
+        TTSAudioRawFrame,
+    )
     from pipecat.observers.base_observer import BaseObserver, FramePushed
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.transports.base_transport import TransportParams
+    from pipecat.utils.frame_queue import FrameQueue
     from pipecat.workers.runner import WorkerRunner
 
-from outdial.voice.pipeline import CallWorker
+from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallWorker
 
 pytestmark = pytest.mark.asyncio
 
@@ -69,3 +79,123 @@ async def test_an_observer_added_is_told_every_push() -> None:
     assert first.observed == second.observed == [True]
     # pushed by the worker's source, by each probe and by the pipeline into its sink
     assert pushes.texts.count("hello") >= 2
+
+
+async def _turns_while(awaitable) -> tuple[object, int]:
+    """What `awaitable` gives, and how many turns of the event loop passed meanwhile."""
+    turns = 0
+    ticking = True
+
+    def tick() -> None:
+        nonlocal turns
+        if ticking:
+            turns += 1
+            asyncio.get_running_loop().call_soon(tick)
+
+    asyncio.get_running_loop().call_soon(tick)
+    result = await awaitable
+    ticking = False
+    return result, turns
+
+
+def _audio(kind: type[OutputAudioRawFrame] = OutputAudioRawFrame) -> OutputAudioRawFrame:
+    return kind(audio=b"\0" * 320, sample_rate=8000, num_channels=1)
+
+
+class Transport:
+    """What a media sender asks of its transport, for the write's timeout."""
+
+    def __init__(self, write_seconds: float) -> None:
+        self.write_seconds = write_seconds
+        self.is_usable = True
+        self.written: list[OutputAudioRawFrame] = []
+        self.errors: list[tuple[str, bool]] = []
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        await asyncio.sleep(self.write_seconds)
+        self.written.append(frame)
+        return True
+
+    async def push_error(self, message: str, *, exception, force_treat_as_permanent) -> None:
+        self.errors.append((message, force_treat_as_permanent))
+
+
+class Sender(CallMediaSender):
+    stopped = 0
+
+    async def _bot_stopped_speaking(self) -> None:
+        self.stopped += 1
+
+
+def _sender(transport: Transport, write_timeout: float = 1.0) -> Sender:
+    params = TransportParams(audio_out_enabled=True, audio_out_write_timeout_secs=write_timeout)
+    sender = Sender(
+        transport, destination=None, sample_rate=8000, audio_chunk_size=320, params=params
+    )
+    sender._audio_queue = FrameQueue()  # made by `start`, with the sender's task
+    return sender
+
+
+async def test_a_queued_chunk_is_taken_and_written_in_the_same_turn() -> None:
+    transport = Transport(write_seconds=0)
+    sender = _sender(transport)
+    frames = sender._queued(1.0)
+    chunks = [_audio(), _audio()]
+    for chunk in chunks:
+        await sender._audio_queue.put(chunk)
+    taken, turns = await _turns_while(frames.__anext__())
+    assert taken is chunks[0] and turns == 0
+    taken, turns = await _turns_while(frames.__anext__())
+    assert taken is chunks[1] and turns == 0
+    # the write's own wait (the transport's playback sleep, here none) is all it yields for
+    written, turns = await _turns_while(sender._internal_write_audio_frame(chunks[0]))
+    assert written is True and transport.written == [chunks[0]] and turns <= 1
+    await frames.aclose()
+
+
+async def test_no_audio_for_the_fallback_time_means_the_bot_stopped() -> None:
+    sender = _sender(Transport(write_seconds=0))
+    frames = sender._queued(0.05)
+    waiting = asyncio.ensure_future(frames.__anext__())
+    await asyncio.sleep(0.18)
+    assert sender.stopped >= 2 and not waiting.done()
+    chunk = _audio()
+    await sender._audio_queue.put(chunk)
+    assert await waiting is chunk
+    await frames.aclose()
+
+
+async def test_a_write_that_never_returns_is_given_up_with_an_error() -> None:
+    transport = Transport(write_seconds=60)
+    sender = _sender(transport, write_timeout=0.05)
+    assert await asyncio.wait_for(sender._internal_write_audio_frame(_audio()), 5) is False
+    assert transport.written == []
+    assert len(transport.errors) == 1 and transport.errors[0][1] is True
+    assert "stopped reading" in transport.errors[0][0]
+
+
+async def test_a_tts_audio_context_gives_its_items_in_order_skipping_keepalives() -> None:
+    contexts = CallAudioContexts()
+    await contexts.create("reply")
+    first, second = _audio(TTSAudioRawFrame), _audio(TTSAudioRawFrame)
+    await contexts.append("reply", first)
+    contexts.keepalive("reply")
+    await contexts.append("reply", second)
+    await contexts.append("reply", None)
+    taken, turns = await _turns_while(contexts.get("reply", timeout=1.0))
+    assert taken is first and turns == 0
+    assert await contexts.get("reply", timeout=1.0) is second
+    assert await contexts.get("reply", timeout=1.0) is None
+
+
+async def test_a_quiet_tts_audio_context_times_out() -> None:
+    contexts = CallAudioContexts()
+    await contexts.create("reply")
+    with pytest.raises(TimeoutError):
+        await contexts.get("reply", timeout=0.05)
+    # a keepalive restarts the wait: an item due after the first timeout is still given
+    later = _audio(TTSAudioRawFrame)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, contexts.keepalive, "reply")
+    loop.call_later(0.6, contexts._contexts["reply"].put_nowait, later)
+    assert await contexts.get("reply", timeout=0.5) is later

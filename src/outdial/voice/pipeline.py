@@ -12,6 +12,10 @@ than all the rest of a call).
 Our own processors (the watchers and the two audio ends) only look at frames and pass or
 drop them, so they run in Pipecat's direct mode: each frame is handled in the task that
 pushed it, not through a queue and a task of their own.
+The transport hands the caller's audio on from the task that receives it (`CallInput`),
+and the assistant's audio goes out without a task per chunk (`CallMediaSender`,
+`CallAudioContexts`); the worker's processors report frames to observers only when it has
+some (`CallWorker`). docs/voice.md, "The pipeline", says what each saves.
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -22,6 +26,7 @@ goes away (provider `stop`, socket closed) or the assistant ends it (its tools, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import warnings
@@ -44,6 +49,8 @@ with warnings.catch_warnings():
         InputAudioRawFrame,
         LLMTextFrame,
         OutputAudioRawFrame,
+        OutputTransportReadyFrame,
+        StartFrame,
         TTSSpeakFrame,
     )
     from pipecat.pipeline.pipeline import Pipeline
@@ -56,8 +63,11 @@ with warnings.catch_warnings():
     )
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.serializers.base_serializer import FrameSerializer
+    from pipecat.services.tts_service import TTSService
+    from pipecat.transports.base_output import BOT_VAD_STOP_FALLBACK_SECS, BaseOutputTransport
     from pipecat.transports.websocket.fastapi import (
         FastAPIWebsocketInputTransport,
+        FastAPIWebsocketOutputTransport,
         FastAPIWebsocketParams,
         FastAPIWebsocketTransport,
     )
@@ -67,6 +77,7 @@ with warnings.catch_warnings():
     )
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
     from pipecat.turns.user_turn_strategies import UserTurnStrategies
+    from pipecat.utils.context.audio_context_manager import AudioContextManager
     from pipecat.workers.runner import WorkerRunner
 
 from outdial.voice import actions
@@ -199,12 +210,94 @@ class CallInput(FastAPIWebsocketInputTransport):
             await self.push_frame(frame)
 
 
+class CallMediaSender(BaseOutputTransport.MediaSender):
+    """Pipecat's sender of the assistant's audio, bounding its two waits by `asyncio.timeout`.
+
+    For every chunk of audio Pipecat's sender awaits the next chunk off its queue, and then
+    the write to the socket, each through `asyncio.wait_for`, which on Python 3.11 runs the
+    awaited call as a task of its own: two tasks made and two turns of the event loop per
+    chunk before it leaves, on a busy process the larger part of the time from a reply's
+    first audio to the phone. `asyncio.timeout` bounds the same waits (and is what
+    `wait_for` itself uses from Python 3.12): a chunk already queued is taken at once, and
+    is written in the same turn. The timeouts and what they do are Pipecat's."""
+
+    def _next_frame(self) -> Any:
+        if self._mixer:  # Pipecat's own loop, which never waits
+            return super()._next_frame()
+        return self._queued(BOT_VAD_STOP_FALLBACK_SECS)
+
+    async def _queued(self, vad_stop_secs: float) -> Any:
+        while True:
+            try:
+                async with asyncio.timeout(vad_stop_secs):
+                    frame = await self._audio_queue.get()
+            except TimeoutError:
+                # No audio for a while: the bot has stopped speaking, if it had not said so.
+                await self._bot_stopped_speaking()
+                continue
+            await self._filter_audio(frame)
+            self._apply_volume(frame)
+            yield frame
+            self._audio_queue.task_done()
+
+    async def _internal_write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        if not self._transport.is_usable:
+            return False
+        timeout = self._params.audio_out_write_timeout_secs
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._transport.write_audio_frame(frame)
+        except TimeoutError as error:
+            await self._transport.push_error(
+                f"{self._transport} timed out after {timeout}s writing audio to the "
+                "transport; the peer has stopped reading",
+                exception=error,
+                force_treat_as_permanent=True,
+            )
+            return False
+
+
+class CallAudioContexts(AudioContextManager):
+    """Pipecat's queues of a TTS service's audio on its way out, awaiting each item under
+    `asyncio.timeout` rather than `asyncio.wait_for` (a task per item on Python 3.11; see
+    `CallMediaSender`). Pipecat's timeout and keepalives are kept."""
+
+    async def get(self, context_id: str, timeout: float) -> Any:  # noqa: ASYNC109 (Pipecat's)
+        queue = self._contexts[context_id]
+        item = self._KEEPALIVE
+        while item is self._KEEPALIVE:
+            async with asyncio.timeout(timeout):
+                item = await queue.get()
+        return item
+
+
+class CallOutput(FastAPIWebsocketOutputTransport):
+    """The WebSocket's output, sending the assistant's audio through `CallMediaSender`."""
+
+    async def set_transport_ready(self, frame: StartFrame) -> None:
+        params = self._params
+        if params.audio_out_destinations or params.video_out_destinations:
+            await super().set_transport_ready(frame)  # (outdial names no destinations)
+            return
+        sender = CallMediaSender(
+            self,
+            destination=None,
+            sample_rate=self.sample_rate,
+            audio_chunk_size=self.audio_chunk_size,
+            params=params,
+        )
+        self._media_senders[None] = sender
+        await sender.start(frame)
+        await self.push_frame(OutputTransportReadyFrame(), FrameDirection.UPSTREAM)
+
+
 class CallTransport(FastAPIWebsocketTransport):
-    """Pipecat's FastAPI WebSocket transport, with `CallInput` for its input."""
+    """Pipecat's FastAPI WebSocket transport, with `CallInput` and `CallOutput`."""
 
     def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
         super().__init__(websocket, params)
         self._input = CallInput(self, self._client, self._params, name=self._input_name)
+        self._output = CallOutput(self, self._client, self._params, name=self._output_name)
 
 
 class SpeakingWatcher(FrameProcessor):
@@ -372,6 +465,8 @@ def build(
             user_idle_timeout=actions.silence_seconds(config),
         ),
     )
+    if isinstance(services.tts, TTSService):
+        services.tts._audio_context_manager = CallAudioContexts()
     speaking = SpeakingWatcher(conversation)
     gate = actions.ConfirmGate(config)
     pipeline = Pipeline(
