@@ -12,6 +12,8 @@ import pytest
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from pipecat.frames.frames import (
+        BotSpeakingFrame,
+        BotStartedSpeakingFrame,
         EndFrame,
         Frame,
         OutputAudioRawFrame,
@@ -21,6 +23,7 @@ with warnings.catch_warnings():
     from pipecat.observers.base_observer import BaseObserver, FramePushed
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.transports.base_output import BaseOutputTransport
     from pipecat.transports.base_transport import TransportParams
     from pipecat.utils.frame_queue import FrameQueue
     from pipecat.workers.runner import WorkerRunner
@@ -110,6 +113,7 @@ class Transport:
         self.is_usable = True
         self.written: list[OutputAudioRawFrame] = []
         self.errors: list[tuple[str, bool]] = []
+        self.pushed: list[type[Frame]] = []
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         await asyncio.sleep(self.write_seconds)
@@ -119,6 +123,12 @@ class Transport:
     async def push_error(self, message: str, *, exception, force_treat_as_permanent) -> None:
         self.errors.append((message, force_treat_as_permanent))
 
+    async def push_frame(self, frame: Frame, direction=FrameDirection.DOWNSTREAM) -> None:
+        self.pushed.append(type(frame))
+
+    async def broadcast_frame(self, kind: type[Frame], **fields) -> None:
+        self.pushed += [kind, kind]
+
 
 class Sender(CallMediaSender):
     stopped = 0
@@ -127,9 +137,9 @@ class Sender(CallMediaSender):
         self.stopped += 1
 
 
-def _sender(transport: Transport, write_timeout: float = 1.0) -> Sender:
+def _sender(transport: Transport, write_timeout: float = 1.0, kind=Sender) -> Sender:
     params = TransportParams(audio_out_enabled=True, audio_out_write_timeout_secs=write_timeout)
-    sender = Sender(
+    sender = kind(
         transport, destination=None, sample_rate=8000, audio_chunk_size=320, params=params
     )
     sender._audio_queue = FrameQueue()  # made by `start`, with the sender's task
@@ -172,6 +182,19 @@ async def test_a_write_that_never_returns_is_given_up_with_an_error() -> None:
     assert transport.written == []
     assert len(transport.errors) == 1 and transport.errors[0][1] is True
     assert "stopped reading" in transport.errors[0][0]
+
+
+async def test_speech_starts_the_bot_speaking_without_heartbeats() -> None:
+    """Pipecat's sender, given the same speech, sends the heartbeat the call's does not."""
+    ours, pipecats = Transport(write_seconds=0), Transport(write_seconds=0)
+    senders = [_sender(ours), _sender(pipecats, kind=BaseOutputTransport.MediaSender)]
+    for _ in range(3):
+        for sender in senders:
+            await sender._handle_frame(_audio(TTSAudioRawFrame))
+        await asyncio.sleep(0.21)  # longer than Pipecat's heartbeat period
+    assert ours.pushed == [BotStartedSpeakingFrame, BotStartedSpeakingFrame]
+    assert pipecats.pushed.count(BotStartedSpeakingFrame) == 2
+    assert pipecats.pushed.count(BotSpeakingFrame) == 6
 
 
 async def test_a_tts_audio_context_gives_its_items_in_order_skipping_keepalives() -> None:

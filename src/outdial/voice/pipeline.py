@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -219,7 +220,17 @@ class CallMediaSender(BaseOutputTransport.MediaSender):
     chunk before it leaves, on a busy process the larger part of the time from a reply's
     first audio to the phone. `asyncio.timeout` bounds the same waits (and is what
     `wait_for` itself uses from Python 3.12): a chunk already queued is taken at once, and
-    is written in the same turn. The timeouts and what they do are Pipecat's."""
+    is written in the same turn. The timeouts and what they do are Pipecat's.
+
+    Nor does it send the bot-speaking heartbeat: Pipecat broadcasts a `BotSpeakingFrame`
+    through the whole pipeline, upstream and down, every 200 ms of the assistant's speech,
+    for its worker's idle timeout and its wake-phrase strategy, neither of which a call
+    uses (`CallWorker`, `turn_strategies`); they were an eighth of the frames handed
+    between processors. The bot's start and stop frames are sent as before."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bot_speaking_frame_period = math.inf
 
     def _next_frame(self) -> Any:
         if self._mixer:  # Pipecat's own loop, which never waits
