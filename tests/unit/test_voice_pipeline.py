@@ -28,7 +28,12 @@ with warnings.catch_warnings():
     from pipecat.utils.frame_queue import FrameQueue
     from pipecat.workers.runner import WorkerRunner
 
-from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallWorker
+from outdial.config import Settings
+from outdial.voice import pipeline
+from outdial.voice.config import CallContext, resolve
+from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallOutput, CallWorker
+from outdial.voice.providers import services_for
+from outdial.voice.serializers import twilio_serializer
 
 pytestmark = pytest.mark.asyncio
 
@@ -222,3 +227,29 @@ async def test_a_quiet_tts_audio_context_times_out() -> None:
     loop.call_later(0.3, contexts.keepalive, "reply")
     loop.call_later(0.6, contexts._contexts["reply"].put_nowait, later)
     assert await contexts.get("reply", timeout=0.5) is later
+
+
+async def test_a_calls_pipeline_is_built_with_these_pieces() -> None:
+    """The conversation tests run them; this says they are the ones a call is built with."""
+    config = resolve(
+        CallContext(
+            assistant={"system_instruction": "Be brief.", "first_message": "Hello."},
+            phone_number="+14155550100",
+        )
+    )
+    services = services_for(Settings(voice_services="fake"), config)
+    websocket = object()  # nothing is read or sent while the pipeline is only built
+    conversing = pipeline.build(websocket, twilio_serializer("MZ0", "CA0"), config, services)  # type: ignore[arg-type]
+    assert isinstance(conversing.worker, CallWorker)
+    assert isinstance(services.tts._audio_context_manager, CallAudioContexts)
+    assert sum(isinstance(p, CallOutput) for p in _processors(conversing.worker)) == 1
+
+
+def _processors(worker: CallWorker) -> list[FrameProcessor]:
+    found: list[FrameProcessor] = []
+    todo: list[FrameProcessor] = [worker._pipeline]
+    while todo:
+        processor = todo.pop()
+        found.append(processor)
+        todo.extend(getattr(processor, "processors", []))
+    return found
