@@ -1,6 +1,7 @@
 """Pieces of the call's pipeline on their own: the worker (its processors report frames only
-when someone observes) and the waits of the assistant's audio on its way out (a queued chunk
-goes on in the same turn of the event loop; the timeouts still fire)."""
+when someone observes), the waits of the assistant's audio on its way out (a queued chunk
+goes on in the same turn of the event loop; the timeouts still fire), the sender without
+bot-speaking heartbeats, and `pipeline.build` putting these pieces in."""
 
 from __future__ import annotations
 
