@@ -214,3 +214,65 @@ async def test_an_api_served_by_two_processes_runs_a_campaign(cluster: Cluster) 
     assert seen["peak_by_from"]["+14155550123"] <= 7
     await check_ledger(cluster, campaign, max_attempts=1)
     assert campaign["ended_reason"] == "all_recipients_done"
+
+
+def _listeners(port: int) -> int:
+    """Listening TCP sockets on `port` (each process's own, with SO_REUSEPORT)."""
+    listening = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                listening += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return listening
+
+
+async def test_server_processes_listen_each_on_its_own_and_one_that_dies_is_replaced(
+    cluster: Cluster,
+) -> None:
+    """`outdial serve --workers 2`: a listening socket per process, so the kernel spreads
+    the connections over them; a process killed is replaced and the port keeps answering."""
+    cluster.api_processes = 2
+    await cluster.start(SCENARIO, workers=0)
+    for _ in range(300):  # the first process up answers /health; the second may follow
+        if _listeners(cluster.api_port) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert _listeners(cluster.api_port) == 2, cluster.logs()
+    serving = psutil.Process(cluster.processes["api"].pid)
+
+    def servers() -> list[psutil.Process]:
+        return [
+            p
+            for p in serving.children()
+            if "python" in p.name().lower()
+            and any(c.status == psutil.CONN_LISTEN for c in p.net_connections("tcp"))
+        ]
+
+    opened = [await asyncio.open_connection("127.0.0.1", cluster.api_port) for _ in range(40)]
+    await asyncio.sleep(0.5)
+    held = [
+        sum(
+            c.status == psutil.CONN_ESTABLISHED and c.laddr.port == cluster.api_port
+            for c in p.net_connections("tcp")
+        )
+        for p in servers()
+    ]
+    for _reader, writer in opened:
+        writer.close()
+    assert len(held) == 2 and sum(held) == 40 and min(held) >= 8, held  # P(< 8 of 40) ~ 1e-5
+    victim = servers()[0]
+    victim.kill()
+    for _ in range(300):
+        await asyncio.sleep(0.1)
+        alive = servers()
+        if len(alive) == 2 and victim.pid not in {p.pid for p in alive}:
+            break
+    assert len(servers()) == 2 and _listeners(cluster.api_port) == 2, cluster.logs()
+    async with httpx.AsyncClient(base_url=cluster.api) as api:
+        for _ in range(10):
+            assert (await api.get("/health")).status_code == 200
+    # a second outdial on the same port is refused instead of sharing it
+    second = cluster.spawn("second", "serve", "--no-local-key", "--workers", "2")
+    assert await asyncio.to_thread(second.wait, 60) != 0
+    assert _listeners(cluster.api_port) == 2

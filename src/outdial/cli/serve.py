@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from outdial.app import create_app
 from outdial.auth import service as auth_service
+from outdial.cli import supervisor
 from outdial.cli.runtime import transaction
 from outdial.config import Settings
 from outdial.database import migrate
@@ -94,7 +95,8 @@ def serve_command(
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     load_or_create_key(secret, settings.data_dir)
     os.environ.update({"OUTDIAL_HOST": settings.host, "OUTDIAL_PORT": str(settings.port)})
-    uvicorn.run("outdial.app:create_worker_app", factory=True, workers=workers, **options)
+    # A socket per process (SO_REUSEPORT), so the kernel spreads the streams evenly.
+    raise typer.Exit(supervisor.run(options, workers))
 
 
 def several_processes_refused(settings: Settings) -> str | None:
