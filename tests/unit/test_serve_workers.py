@@ -1,12 +1,19 @@
-"""`outdial serve --workers N`: which configurations several processes can serve."""
+"""`outdial serve --workers N`: which configurations several processes can serve, and the
+supervisor's refusals (the acceptance tests run it with real servers)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+from tests.dialing import free_port
+
+from outdial.cli import supervisor
 from outdial.cli.serve import several_processes_refused
 from outdial.config import Settings
 
@@ -39,3 +46,34 @@ def test_serve_refuses_several_processes_on_sqlite_before_starting(tmp_path: Pat
     assert done.returncode == 2
     assert "--workers" in done.stderr and "SQLite serves one" in done.stderr
     assert not (tmp_path / "data").exists()  # nothing was created
+
+
+def _one_fails_as_it_starts(options: dict[str, Any]) -> None:
+    """The first process to get here fails at once; the others would serve a minute."""
+    try:
+        os.close(os.open(options["marker"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(60)
+        return
+    sys.exit(3)
+
+
+def test_a_process_that_fails_as_it_starts_stops_the_others(tmp_path: Path) -> None:
+    handler = signal.getsignal(signal.SIGTERM)
+    options = {"host": "127.0.0.1", "port": free_port(), "marker": str(tmp_path / "first")}
+    began = time.monotonic()
+    assert supervisor.run(options, 3, target=_one_fails_as_it_starts) == 1
+    assert time.monotonic() - began < 30  # the two others were stopped, not waited for
+    assert signal.getsignal(signal.SIGTERM) == handler  # the caller's handlers are back
+
+
+def test_a_port_something_listens_on_is_refused_before_any_process_starts(
+    tmp_path: Path,
+) -> None:
+    taken = supervisor.listening_socket("127.0.0.1", free_port())  # SO_REUSEPORT, as ours
+    options = {"host": "127.0.0.1", "port": taken.getsockname()[1], "marker": str(tmp_path / "m")}
+    try:
+        assert supervisor.run(options, 2, target=_one_fails_as_it_starts) == 1
+    finally:
+        taken.close()
+    assert not (tmp_path / "m").exists()  # no process started

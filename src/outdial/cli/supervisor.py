@@ -18,6 +18,7 @@ import multiprocessing
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -35,11 +36,15 @@ def listening_socket(host: str, port: int, *, shared: bool = True) -> socket.soc
     which lets every process that sets it listen on the port too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -50,8 +55,13 @@ def serve_one(options: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run(options: dict[str, Any], processes: int) -> int:
-    """Serve with `processes` processes until SIGINT or SIGTERM; the exit status."""
+def run(
+    options: dict[str, Any],
+    processes: int,
+    target: Callable[[dict[str, Any]], None] = serve_one,
+) -> int:
+    """Serve with `processes` processes, each running `target(options)`, until SIGINT or
+    SIGTERM or one fails as it starts; the exit status."""
     # The port must be free: bound without SO_REUSEPORT, this fails if anything listens on
     # it, an outdial started before included (its processes would otherwise share it).
     try:
@@ -66,11 +76,10 @@ def run(options: dict[str, Any], processes: int) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> tuple[BaseProcess, float]:
-        process = context.Process(target=serve_one, args=(options,), name="outdial-serve")
+        process = context.Process(target=target, args=(options,), name="outdial-serve")
         process.start()
         log.info("started server process %s", process.pid)
         return process, time.monotonic()
@@ -102,4 +111,6 @@ def run(options: dict[str, Any], processes: int) -> int:
         if process.is_alive():
             process.kill()
             process.join()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     return status
