@@ -106,3 +106,16 @@ async def drop_database(url: str, name: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+async def terminate_other_connections(url: str) -> None:
+    """What a database restart does to the app's pooled connections: every other connection
+    to the database is ended by the server."""
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()

@@ -28,6 +28,7 @@ from outdial.phone_number.endpoints import router as phone_number_router
 from outdial.pre_dial.endpoints import router as pre_dial_router
 from outdial.recipient_list.endpoints import router as recipient_list_router
 from outdial.secrets_store import CredentialBox, load_or_create_key
+from outdial.telephony.webhooks import Callbacks
 from outdial.telephony.webhooks import router as telephony_router
 from outdial.voice.media import router as media_router
 from outdial.webhook.endpoints import router as webhook_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         lifespan=lifespan,
     )
     install_handlers(app)
+    app.add_middleware(Callbacks)  # (innermost: the others see callbacks as before)
     app.add_middleware(Observe)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RateLimitHeaders)

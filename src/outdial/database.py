@@ -293,7 +293,8 @@ async def _plain(
     CPU (docs/decisions.md, "Statements built once"). The statement is compiled once by
     SQLAlchemy, its parameters converted by their SQLAlchemy types, and it is run in
     autocommit mode by asyncpg. Errors are reported as SQLAlchemy would: a connection that
-    broke meanwhile is invalidated (`DBAPIError`, `connection_invalidated`), a constraint
+    broke meanwhile, or was found closed, is invalidated (`DBAPIError`,
+    `connection_invalidated`), a constraint
     violation is an `IntegrityError`, anything else from the database a `DBAPIError`.
     """
     engine = cast(AsyncEngine, sessionmaker.kw["bind"])
@@ -326,6 +327,12 @@ async def _plain(
     except LOST_CONNECTION as exc:
         pooled.invalidate(exc)
         raise DBAPIError(compiled.sql, args, exc, connection_invalidated=True) from exc
+    except asyncpg.exceptions.InterfaceError as exc:  # "connection is closed": lost while pooled
+        driver = pooled.driver_connection
+        lost = driver is None or bool(driver.is_closed())
+        if lost:
+            pooled.invalidate(exc)
+        raise DBAPIError(compiled.sql, args, exc, connection_invalidated=lost) from exc
     except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
         raise IntegrityError(compiled.sql, args, exc) from exc
     except asyncpg.PostgresError as exc:

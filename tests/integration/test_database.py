@@ -4,13 +4,12 @@ here: parameters converted by their types, rows by name, a lost connection repor
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import bindparam, make_url, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from tests.integration.test_webhooks import ringing_calls
-from tests.support import Tenant
+from tests.support import Tenant, terminate_other_connections
 
 from outdial.database import read_alone, write_alone, write_alone_first
 from outdial.dialer.store import calls, events
@@ -58,15 +57,7 @@ async def test_a_statement_alone_on_a_lost_connection_is_reported_and_the_next_r
     sessionmaker = app.state.sessionmaker
     (call_id,) = await ringing_calls(app, tenant, 1, "s")
     assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1  # pooled now
-    url = make_url(app.state.settings.database_url).set(drivername="postgresql")
-    admin = await asyncpg.connect(url.render_as_string(hide_password=False))
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
+    await terminate_other_connections(app.state.settings.database_url)
     lost = 0
     for _ in range(40):  # at most every pooled connection is found lost once
         try:

@@ -8,11 +8,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, make_url, select, update
 from tests.dialing import Service, wait_for
-from tests.support import Tenant
+from tests.support import Tenant, terminate_other_connections
 from twilio.request_validator import RequestValidator
 
 from outdial.database import write_transaction
@@ -68,6 +69,34 @@ async def test_a_wrong_signature_is_403_and_changes_nothing(service: Service) ->
     current = await tenant.ok("GET", f"/calls/{call['id']}")
     assert current["status"] in ("initiated", "ringing") and current["ended_at"] is None
     assert await events_of(service, call["id"]) == before
+
+
+async def test_callbacks_keep_the_apis_metrics_methods_and_error_handlers(
+    app: FastAPI, client: httpx.AsyncClient, backend: str
+) -> None:
+    """Callbacks skip the router (`webhooks.Callbacks`), not what surrounds it: they are
+    counted under their route's template, other methods still get the router's 405, and
+    a callback that finds the database connection lost gets the app's 503 to retry."""
+    call_id = new_id("call")
+    refused = await client.post(f"/telephony/twilio/{call_id}/guess/status", data={"A": "1"})
+    assert refused.status_code == 403
+    assert (await client.get(f"/telephony/twilio/{call_id}/guess/status")).status_code == 405
+    assert (await client.post(f"/telephony/twilio/{call_id}/guess")).status_code == 404
+    metrics = (await client.get("/metrics")).text
+    assert (
+        'outdial_http_requests_total{method="POST",'
+        'route="/telephony/twilio/{call_id}/{secret}/{kind}",status="4xx"}'
+    ) in metrics
+    assert call_id not in metrics
+    if backend == "sqlite":
+        return  # (no connection to lose)
+    await terminate_other_connections(app.state.settings.database_url)
+    answers = [
+        await client.post(f"/telephony/vobiz/{new_id('call')}/guess/hangup") for _ in range(40)
+    ]
+    lost = [answer for answer in answers if answer.status_code == 503]
+    assert lost and all(answer.headers["Retry-After"] == "1" for answer in lost)
+    assert {answer.status_code for answer in answers} == {503, 403}  # then reconnected
 
 
 async def ringing_calls(
