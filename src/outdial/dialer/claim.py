@@ -191,22 +191,27 @@ async def due_recipients(
     if "retry_scheduled" in waiting:
         chosen += (await session.scalars(retries)).all()
     if len(chosen) < limit and "pending" in waiting:
-        fresh = (
-            select(CampaignRecipient)
-            .where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.status == "pending",
-                or_(
-                    CampaignRecipient.next_attempt_at.is_(None),
-                    CampaignRecipient.next_attempt_at <= now,
-                ),
-            )
-            .order_by(CampaignRecipient.position)
-            .limit(limit - len(chosen))
-            .with_for_update(skip_locked=True)
-        )
-        chosen += (await session.scalars(fresh)).all()
+        chosen += (await session.scalars(next_pending(campaign_id, now, limit - len(chosen)))).all()
     return chosen
+
+
+def next_pending(campaign_id: str, now: datetime, limit: int) -> Select[tuple[CampaignRecipient]]:
+    """The first `limit` pending recipients by position that are due (the partial index
+    `ix_campaign_recipients_pending` finds them without passing the ones dialed before)."""
+    return (
+        select(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == "pending",
+            or_(
+                CampaignRecipient.next_attempt_at.is_(None),
+                CampaignRecipient.next_attempt_at <= now,
+            ),
+        )
+        .order_by(CampaignRecipient.position)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def pace(number: PhoneNumber, count: int, now: datetime) -> list[datetime]:

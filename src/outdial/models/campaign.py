@@ -12,6 +12,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -57,6 +58,9 @@ class Campaign(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+PENDING = "status = 'pending'"
+
+
 class CampaignRecipient(Base):
     """A person in a started (or draft) campaign; each dial of them is a `Call`."""
 
@@ -66,6 +70,15 @@ class CampaignRecipient(Base):
         Index("ix_campaign_recipients_campaign_status", "campaign_id", "status", "position"),
         Index("ix_campaign_recipients_due", "campaign_id", "status", "next_attempt_at"),
         Index("ix_campaign_recipients_campaign_number", "campaign_id", "phone_number"),
+        # The claim's next recipients, by position. Without it, a plan made while most of a
+        # campaign was pending walks the position index past every recipient dialed since.
+        Index(
+            "ix_campaign_recipients_pending",
+            "campaign_id",
+            "position",
+            postgresql_where=text(PENDING),
+            sqlite_where=text(PENDING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
