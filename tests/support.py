@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 TWILIO_SID = "AC" + "0123456789abcdef" * 2
 
@@ -108,10 +111,12 @@ async def drop_database(url: str, name: str) -> None:
         await connection.close()
 
 
-async def terminate_other_connections(url: str) -> None:
+@asynccontextmanager
+async def database_restart(engine: AsyncEngine) -> AsyncIterator[None]:
     """What a database restart does to the app's pooled connections: every other connection
-    to the database is ended by the server."""
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    to the database is ended by the server. Afterwards the pool is emptied, so the
+    connections the test did not come across are not left for the next tests."""
+    connection = await asyncpg.connect(_asyncpg_dsn(engine.url.render_as_string(False)))
     try:
         await connection.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -119,3 +124,7 @@ async def terminate_other_connections(url: str) -> None:
         )
     finally:
         await connection.close()
+    try:
+        yield
+    finally:
+        await engine.dispose()

@@ -238,6 +238,9 @@ LOST_CONNECTION = (
     OSError,
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, a closed connection
     asyncpg.exceptions.AdminShutdownError,  # a restart, or the backend terminated
+    # The connection's protocol out of step ("cannot switch to state …"), as when the server
+    # ended it between two statements: never to be used again.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from tests.integration.test_webhooks import ringing_calls
-from tests.support import Tenant, terminate_other_connections
+from tests.support import Tenant, database_restart
 
 from outdial.database import read_alone, write_alone, write_alone_first
 from outdial.dialer.store import calls, events
@@ -57,17 +57,17 @@ async def test_a_statement_alone_on_a_lost_connection_is_reported_and_the_next_r
     sessionmaker = app.state.sessionmaker
     (call_id,) = await ringing_calls(app, tenant, 1, "s")
     assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1  # pooled now
-    await terminate_other_connections(app.state.settings.database_url)
-    lost = 0
-    for _ in range(40):  # at most every pooled connection is found lost once
-        try:
-            assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1
-            break
-        except DBAPIError as exc:
-            assert exc.connection_invalidated
-            lost += 1
-    else:
-        pytest.fail("no statement got a new connection")
+    async with database_restart(app.state.engine):
+        lost = 0
+        for _ in range(40):  # at most every pooled connection is found lost once
+            try:
+                assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1
+                break
+            except DBAPIError as exc:
+                assert exc.connection_invalidated
+                lost += 1
+        else:
+            pytest.fail("no statement got a new connection")
     assert lost >= 1
 
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, make_url, select, update
 from tests.dialing import Service, wait_for
-from tests.support import Tenant, terminate_other_connections
+from tests.support import Tenant, database_restart
 from twilio.request_validator import RequestValidator
 
 from outdial.database import write_transaction
@@ -90,10 +90,10 @@ async def test_callbacks_keep_the_apis_metrics_methods_and_error_handlers(
     assert call_id not in metrics
     if backend == "sqlite":
         return  # (no connection to lose)
-    await terminate_other_connections(app.state.settings.database_url)
-    answers = [
-        await client.post(f"/telephony/vobiz/{new_id('call')}/guess/hangup") for _ in range(40)
-    ]
+    async with database_restart(app.state.engine):
+        answers = [
+            await client.post(f"/telephony/vobiz/{new_id('call')}/guess/hangup") for _ in range(40)
+        ]
     lost = [answer for answer in answers if answer.status_code == 503]
     assert lost and all(answer.headers["Retry-After"] == "1" for answer in lost)
     assert {answer.status_code for answer in answers} == {503, 403}  # then reconnected
