@@ -134,7 +134,7 @@ def _dial_error(response: httpx.Response) -> DialError:
     return DialError(DialErrorKind.REJECTED, message, code or str(response.status_code))
 
 
-class _Fields(dict[str, str]):
+class Fields(dict[str, str]):
     """A callback's fields as the SDK's validator reads a multi-dict: through `getall`.
 
     Given a plain dict, the validator finds each value after two AttributeErrors (it tries
@@ -148,7 +148,7 @@ def verify(url: str, params: Mapping[str, str], signature: str | None, auth_toke
     """Check `X-Twilio-Signature` with the SDK's validator (URL as Twilio requested it)."""
     if not signature:
         return False
-    return bool(RequestValidator(auth_token).validate(url, _Fields(params), signature))
+    return bool(RequestValidator(auth_token).validate(url, Fields(params), signature))
 
 
 def verdict(answered_by: str | None) -> Verdict | None:

@@ -18,16 +18,18 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from outdial.telephony import vobiz
+from outdial.telephony import twilio, vobiz
 from outdial.telephony.simulator import caller
 from outdial.telephony.simulator.scenario import Dice, Fate, Scenario
 
 # A machine left alone keeps the line open this long (the service hangs up or transfers).
 MACHINE_LINGER_SECONDS = 3.0
+FORM = "application/x-www-form-urlencoded"  # how carriers post their callbacks
 
 
 @dataclass
@@ -439,17 +441,19 @@ class Carrier:
         await self._send(call, url, params)
 
     async def _send(self, call: SimCall, url: str, params: dict[str, str]) -> Reply | None:
-        headers = self._signature(call, url, params)
+        # The form encoded here: aiohttp's form handling costs several times as much.
+        headers = {**self._signature(call, url, params), "Content-Type": FORM}
+        body = urlencode(params).encode()
         async with self._sending:
             try:
-                async with self.client.post(url, data=params, headers=headers) as response:
+                async with self.client.post(url, data=body, headers=headers) as response:
                     return Reply(response.status, await response.text())
             except (aiohttp.ClientError, TimeoutError):
                 return None  # a service that is down misses the callback, as with a carrier
 
     def _signature(self, call: SimCall, url: str, params: dict[str, str]) -> dict[str, str]:
         if call.dialect == "twilio":
-            signature = RequestValidator(call.token).compute_signature(url, params)
+            signature = RequestValidator(call.token).compute_signature(url, twilio.Fields(params))
             return {"X-Twilio-Signature": signature}
         nonce = "".join(secrets.choice("0123456789") for _ in range(20))
         return {
