@@ -296,9 +296,9 @@ async def _plain(
     CPU (docs/decisions.md, "Statements built once"). The statement is compiled once by
     SQLAlchemy, its parameters converted by their SQLAlchemy types, and it is run in
     autocommit mode by asyncpg. Errors are reported as SQLAlchemy would: a connection that
-    broke meanwhile, or was found closed, is invalidated (`DBAPIError`,
-    `connection_invalidated`), a constraint
-    violation is an `IntegrityError`, anything else from the database a `DBAPIError`.
+    broke meanwhile, or was found closed or out of step, is invalidated (`DBAPIError`,
+    `connection_invalidated`), a constraint violation is an `IntegrityError`, anything else
+    from the database a `DBAPIError`.
     """
     engine = cast(AsyncEngine, sessionmaker.kw["bind"])
     compiled = _compiled(statement, engine.dialect)
