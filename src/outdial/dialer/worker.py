@@ -24,6 +24,7 @@ from outdial.database import write_transaction
 from outdial.dialer import claim as claiming
 from outdial.dialer import reaper, store
 from outdial.dialer.sender import DialerSettings, Sender
+from outdial.dialer.statistics import FirstStatistics
 from outdial.dialer.wakeup import Wakeup
 from outdial.models import Campaign, utcnow
 from outdial.pre_dial.service import PreDialChecker
@@ -66,6 +67,7 @@ class Dialer:
         self.settings = settings
         self.sender = Sender(sessionmaker, carriers, settings, pre_dial)
         self.wakeup = wakeup or Wakeup()
+        self.statistics = FirstStatistics(sessionmaker)
         self.name = worker_name()
         self.stopped = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
@@ -175,6 +177,7 @@ class Dialer:
     async def _reap_forever(self) -> None:
         while not self.stopped.is_set():
             try:
+                await self.statistics.gather()
                 woken = await reaper.reap(
                     self.sessionmaker, self.carriers, utcnow(), self.settings.patience
                 )
