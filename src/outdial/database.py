@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,15 +159,19 @@ async def _autocommit(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
 
 
 async def run(
-    session: AsyncSession, statement: Executable, params: Mapping[str, Any] | None = None
+    session: AsyncSession | PlainTransaction,
+    statement: Executable,
+    params: Mapping[str, Any] | None = None,
 ) -> CursorResult[Any]:
     """Execute a Core statement on the session's connection, in the session's transaction.
 
     For the statements every call runs: built once with bind parameters (a cached builder),
     so SQLAlchemy neither rebuilds them nor computes their cache key again, and run on the
     connection, which skips the session's per-statement ORM work (docs/decisions.md,
-    "Statements built once").
+    "Statements built once"). In a `PlainTransaction`, on its asyncpg connection.
     """
+    if isinstance(session, PlainTransaction):
+        return cast(CursorResult[Any], await session.execute(statement, params))
     connection = await session.connection()
     return await connection.execute(statement, params)
 
@@ -253,6 +258,7 @@ class _Compiled:
     fixed: Mapping[str, Any]  # values the statement carries itself (constants)
     required: frozenset[str]  # parameters the caller must give
     converters: Mapping[str, Callable[[Any], Any]]
+    rows: bool  # whether it returns rows (a query, or a write with RETURNING)
 
 
 @functools.lru_cache(maxsize=1024)  # statements are built once: a few dozen in all
@@ -275,8 +281,14 @@ def _compiled(statement: Executable, dialect: Any) -> _Compiled | None:
             if converter is not None:
                 converters[name] = converter
         required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
+        rows = bool(getattr(statement, "is_select", False) or compiled.effective_returning)
         plain = _Compiled(
-            compiled.string, tuple(compiled.positiontup), compiled.params, required, converters
+            compiled.string,
+            tuple(compiled.positiontup),
+            compiled.params,
+            required,
+            converters,
+            rows,
         )
     return plain
 
@@ -308,38 +320,127 @@ async def _plain(
             if rows:
                 return [PlainRow(row._mapping) for row in result.all()], 0
             return [], int(cast(Any, result).rowcount)
+    args = _arguments(compiled, params)
+    pooled = await engine.raw_connection()
+    try:
+        return await _execute(pooled, compiled.sql, args, rows=rows)
+    finally:
+        pooled.close()
+
+
+def _arguments(compiled: _Compiled, params: Mapping[str, Any] | None) -> list[Any]:
+    """The statement's parameters in order, converted by their SQLAlchemy types."""
     given = params or {}
     missing = compiled.required.difference(given)
     if missing:  # as SQLAlchemy reports it
         problem = f"A value is required for bind parameter {sorted(missing)[0]!r}"
         raise StatementError(problem, compiled.sql, given, InvalidRequestError(problem))
     values = {**compiled.fixed, **given}
-    args = [
+    return [
         compiled.converters[name](values[name]) if name in compiled.converters else values[name]
         for name in compiled.names
     ]
-    pooled = await engine.raw_connection()
+
+
+async def _execute(
+    pooled: Any, sql: str, args: Sequence[Any], *, rows: bool
+) -> tuple[list[PlainRow], int]:
+    """Run SQL on a pooled connection's asyncpg connection, errors reported as SQLAlchemy
+    would (see `_plain`): (its rows, the rows it changed)."""
     try:
         connection = pooled.driver_connection
         assert connection is not None
         if rows:
-            records = await connection.fetch(compiled.sql, *args)
+            records = await connection.fetch(sql, *args)
             return [PlainRow(record) for record in records], len(records)
-        status = await connection.execute(compiled.sql, *args)
+        status = await connection.execute(sql, *args)
         return [], int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
     except LOST_CONNECTION as exc:
         pooled.invalidate(exc)
-        raise DBAPIError(compiled.sql, args, exc, connection_invalidated=True) from exc
+        raise DBAPIError(sql, args, exc, connection_invalidated=True) from exc
     except asyncpg.exceptions.InterfaceError as exc:  # "connection is closed": lost while pooled
         driver = pooled.driver_connection
         lost = driver is None or bool(driver.is_closed())
         if lost:
             pooled.invalidate(exc)
-        raise DBAPIError(compiled.sql, args, exc, connection_invalidated=lost) from exc
+        raise DBAPIError(sql, args, exc, connection_invalidated=lost) from exc
     except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(compiled.sql, args, exc) from exc
+        raise IntegrityError(sql, args, exc) from exc
     except asyncpg.PostgresError as exc:
-        raise DBAPIError(compiled.sql, args, exc) from exc
+        raise DBAPIError(sql, args, exc) from exc
+
+
+class NeedsSession(Exception):
+    """A plain transaction met work only a session does (an ORM write, a statement that
+    SQLAlchemy must expand at execution): roll it back and do the work in a session."""
+
+
+class PlainResult:
+    """What `run` returns in a plain transaction: the rows, and how many were changed."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[PlainRow], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def first(self) -> PlainRow | None:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[PlainRow]:
+        return self._rows
+
+
+class PlainTransaction:
+    """A write transaction on a pooled asyncpg connection, without a session (PostgreSQL).
+
+    For the end of a call, the one transaction a provider's callback still runs: through
+    an `AsyncSession` its `BEGIN`, two statements built once and `COMMIT` cost the API about
+    four times the CPU they cost on asyncpg (docs/decisions.md, "The end of a call without
+    a session"). It offers what the statements' helpers use of a session: `run` (through
+    `execute`), `get_bind()` and `info`. Anything else is an `AttributeError` in
+    development and never reached in the paths that use it; work that needs a session
+    raises `NeedsSession` (`plain_transaction`'s caller then runs it in one)."""
+
+    def __init__(self, engine: AsyncEngine, pooled: Any) -> None:
+        self._engine = engine
+        self._pooled = pooled
+        self.info: dict[str, Any] = {}
+
+    def get_bind(self) -> AsyncEngine:
+        return self._engine
+
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> PlainResult:
+        compiled = _compiled(statement, self._engine.dialect)
+        if compiled is None:
+            raise NeedsSession(str(statement))
+        rows, count = await _execute(
+            self._pooled, compiled.sql, _arguments(compiled, params), rows=compiled.rows
+        )
+        return PlainResult(rows, count)
+
+
+@asynccontextmanager
+async def plain_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[PlainTransaction]:
+    """`write_transaction` on asyncpg directly (PostgreSQL): commits on success, rolls back
+    on any exception, which it lets through (`NeedsSession` included)."""
+    engine = cast(AsyncEngine, sessionmaker.kw["bind"])
+    pooled = await engine.raw_connection()
+    try:
+        await _execute(pooled, "BEGIN", (), rows=False)
+        try:
+            yield PlainTransaction(engine, pooled)
+        except BaseException:
+            driver = pooled.driver_connection
+            if pooled.is_valid and driver is not None and not driver.is_closed():
+                with contextlib.suppress(DBAPIError):  # the error that got here matters more
+                    await _execute(pooled, "ROLLBACK", (), rows=False)
+            raise
+        await _execute(pooled, "COMMIT", (), rows=False)
     finally:
         pooled.close()
 

@@ -1,21 +1,34 @@
-"""Statements run alone (`database.write_alone`, `read_alone`): on PostgreSQL they bypass
-the session and SQLAlchemy's execution, so what SQLAlchemy would do for them is checked
-here: parameters converted by their types, rows by name, a lost connection reported."""
+"""Statements run alone (`database.write_alone`, `read_alone`) and plain transactions
+(`plain_transaction`): on PostgreSQL they bypass the session and SQLAlchemy's execution, so
+what SQLAlchemy would do for them is checked here: parameters converted by their types,
+rows by name, a lost connection reported, a transaction all or nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from tests.integration.test_webhooks import ringing_calls
 from tests.support import Tenant, database_restart
 
-from outdial.database import read_alone, write_alone, write_alone_first
+from outdial.database import (
+    NeedsSession,
+    plain_transaction,
+    read_alone,
+    run,
+    write_alone,
+    write_alone_first,
+)
 from outdial.dialer.store import calls, events
 from outdial.models import CallEvent, utcnow
 
 RENAME = update(calls).where(calls.c.id == bindparam("call_id")).values(to_number="+14155559999")
+# (`updated_at` given: SQLAlchemy computes its default in Python, which a plain transaction
+# does not run; the statements of a call's end give it too)
+RENAME_PLAIN = RENAME.values(updated_at=func.now())
 
 
 async def test_statements_alone_take_typed_parameters_and_give_named_rows(
@@ -57,18 +70,26 @@ async def test_a_statement_alone_on_a_lost_connection_is_reported_and_the_next_r
     sessionmaker = app.state.sessionmaker
     (call_id,) = await ringing_calls(app, tenant, 1, "s")
     assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1  # pooled now
+
+    async def rename() -> None:
+        assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1
+
     async with database_restart(app.state.engine):
-        lost = 0
-        for _ in range(40):  # at most every pooled connection is found lost once
-            try:
-                assert await write_alone(sessionmaker, RENAME, {"call_id": call_id}) == 1
-                break
-            except DBAPIError as exc:
-                assert exc.connection_invalidated
-                lost += 1
-        else:
-            pytest.fail("no statement got a new connection")
-    assert lost >= 1
+        assert await lost_until_reconnected(rename) >= 1
+
+
+async def lost_until_reconnected(attempt: Callable[[], Awaitable[None]]) -> int:
+    """Run `attempt` until it succeeds on a new connection, after a database restart: how
+    many times it found its pooled connection lost (each reported as one)."""
+    lost = 0
+    for _ in range(40):  # at most every pooled connection is found lost once
+        try:
+            await attempt()
+            return lost
+        except DBAPIError as exc:
+            assert exc.connection_invalidated
+            lost += 1
+    pytest.fail("nothing got a new connection")
 
 
 async def test_a_statement_alone_that_breaks_a_constraint_is_an_integrity_error(
@@ -92,3 +113,69 @@ async def test_a_statement_alone_without_a_required_parameter_is_refused(
         app.state.sessionmaker, select(calls.c.to_number).where(calls.c.id == call_id)
     )
     assert row.to_number != "+14155559999"
+
+
+async def test_a_plain_transaction_commits_its_statements_together_or_none(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """`plain_transaction` (PostgreSQL): its statements see each other and commit at the
+    end; an exception rolls all of them back, the integrity error of a later one too."""
+    if backend == "sqlite":
+        pytest.skip("a plain transaction is PostgreSQL's")
+    sessionmaker = app.state.sessionmaker
+    first, second = await ringing_calls(app, tenant, 2, "s")
+    number = select(calls.c.to_number).where(calls.c.id == bindparam("call_id"))
+
+    async def numbers() -> list[str]:
+        rows = [await read_alone(sessionmaker, number, {"call_id": c}) for c in (first, second)]
+        return [row.to_number for (row,) in rows]
+
+    before = await numbers()
+    with pytest.raises(IntegrityError):  # one live call per number: the second update fails
+        async with plain_transaction(sessionmaker) as transaction:
+            assert (await run(transaction, RENAME_PLAIN, {"call_id": first})).rowcount == 1
+            (seen,) = (await run(transaction, number, {"call_id": first})).all()
+            assert seen.to_number == "+14155559999"  # its own write, before the commit
+            await run(transaction, RENAME_PLAIN, {"call_id": second})
+    assert await numbers() == before
+    async with plain_transaction(sessionmaker) as transaction:
+        assert (await run(transaction, RENAME_PLAIN, {"call_id": first})).rowcount == 1
+        assert (await run(transaction, RENAME_PLAIN, {"call_id": "call_unknown"})).rowcount == 0
+    assert await numbers() == ["+14155559999", before[1]]
+
+
+async def test_a_plain_transaction_gives_up_what_needs_a_session_and_writes_nothing(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """A statement SQLAlchemy must expand at execution (a list of values) is not run
+    plain: `NeedsSession`, and the statements before it are rolled back."""
+    if backend == "sqlite":
+        pytest.skip("a plain transaction is PostgreSQL's")
+    sessionmaker = app.state.sessionmaker
+    (call_id,) = await ringing_calls(app, tenant, 1, "s")
+    expanding = select(calls.c.id).where(calls.c.id.in_(bindparam("ids", expanding=True)))
+    with pytest.raises(NeedsSession):
+        async with plain_transaction(sessionmaker) as transaction:
+            await run(transaction, RENAME_PLAIN, {"call_id": call_id})
+            await run(transaction, expanding, {"ids": [call_id]})
+    (row,) = await read_alone(sessionmaker, select(calls.c.to_number).where(calls.c.id == call_id))
+    assert row.to_number != "+14155559999"
+
+
+async def test_a_plain_transaction_on_a_lost_connection_is_reported_and_the_next_reconnects(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite has no connection to lose")
+    sessionmaker = app.state.sessionmaker
+    (call_id,) = await ringing_calls(app, tenant, 1, "s")
+    async with plain_transaction(sessionmaker) as transaction:  # pooled now
+        await run(transaction, RENAME_PLAIN, {"call_id": call_id})
+
+    async def rename() -> None:
+        async with plain_transaction(sessionmaker) as transaction:
+            renamed = await run(transaction, RENAME_PLAIN, {"call_id": call_id})
+        assert renamed.rowcount == 1
+
+    async with database_restart(app.state.engine):
+        assert await lost_until_reconnected(rename) >= 1

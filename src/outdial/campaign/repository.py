@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from outdial.campaign.state import COUNT_KEYS, RECIPIENT_WAITING
-from outdial.database import run
+from outdial.database import PlainTransaction, run
 from outdial.models import (
     Assistant,
     Campaign,
@@ -51,7 +51,9 @@ async def init_counts(session: AsyncSession, campaign_id: str) -> None:
 COUNT_SHARDS = 32  # PostgreSQL: how many rows a campaign's key may be spread over
 
 
-async def add_counts(session: AsyncSession, campaign_id: str, deltas: Mapping[str, int]) -> None:
+async def add_counts(
+    session: AsyncSession | PlainTransaction, campaign_id: str, deltas: Mapping[str, int]
+) -> None:
     """Apply counter deltas in place (`value = value + d`): no read-modify-write race.
 
     One upsert whose rows are in name order, all in this connection's shard: PostgreSQL

@@ -23,9 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
 from outdial.database import (
+    NeedsSession,
+    PlainTransaction,
     among,
     dialect_insert,
     dialect_of,
+    plain_transaction,
     read_alone,
     run,
     write_alone,
@@ -47,6 +50,10 @@ campaigns = cast(Table, Campaign.__table__)
 recipients = cast(Table, CampaignRecipient.__table__)
 counters = cast(Table, CampaignCount.__table__)
 events = cast(Table, CallEvent.__table__)
+
+# What the writes of an event run in: a session's transaction, or on PostgreSQL a plain one
+# (`apply_alone`).
+Transaction = AsyncSession | PlainTransaction
 
 ENDED_REASONS = {
     "completed": "completed",
@@ -106,7 +113,7 @@ def _call_locked(call_id: Any) -> Any:
 _LOCK_CALL = _call_locked(bindparam("call_id"))
 
 
-async def lock_call(session: AsyncSession, call_id: str) -> CallRow | None:
+async def lock_call(session: Transaction, call_id: str) -> CallRow | None:
     row = (await run(session, _LOCK_CALL, {"call_id": call_id})).first()
     return CallRow(**row._mapping) if row is not None else None
 
@@ -126,7 +133,7 @@ class AttemptLocks:
 
 
 async def lock_attempt(
-    session: AsyncSession, campaign_id: str, recipient_id: int
+    session: Transaction, campaign_id: str, recipient_id: int
 ) -> AttemptLocks | None:
     """One statement: the campaign `FOR SHARE` (stop and pause wait, claims and other ends do
     not), then the recipient `FOR UPDATE`. On PostgreSQL it also tells every worker that the
@@ -181,7 +188,7 @@ class Locked:
 
 
 async def lock_and_record(
-    session: AsyncSession, call_id: str, event: Event, form: dict[str, str], now: datetime
+    session: Transaction, call_id: str, event: Event, form: dict[str, str], now: datetime
 ) -> Locked | None:
     """Lock the call, then store the event once (None: no such call).
 
@@ -204,6 +211,8 @@ async def lock_and_record(
     call = CallRow(**{name: fields[name] for name in CallRow.__dataclass_fields__})
     if fields["unheard"] and call.user_id is not None:
         webhook_repository.remember_endpoints(session, call.user_id, [])
+    elif isinstance(session, PlainTransaction):  # its events are written through the ORM
+        raise NeedsSession("the account has webhook endpoints")
     attempt = None
     if ending and fields["recipient_status"] is not None:
         attempt = AttemptLocks(**{name: fields[name] for name in AttemptLocks.__dataclass_fields__})
@@ -233,17 +242,15 @@ def _locked_event(ending: bool) -> Any:
     return query.add_columns(*columns).select_from(locked.outerjoin(attempt, true()))
 
 
-async def _update_call(session: AsyncSession, call_id: str, **values: Any) -> None:
+async def _update_call(session: Transaction, call_id: str, **values: Any) -> None:
     await _update_row(session, calls, call_id, values)
 
 
-async def _update_recipient(session: AsyncSession, recipient_id: int, **values: Any) -> None:
+async def _update_recipient(session: Transaction, recipient_id: int, **values: Any) -> None:
     await _update_row(session, recipients, recipient_id, values)
 
 
-async def _update_row(
-    session: AsyncSession, table: Table, key: Any, values: dict[str, Any]
-) -> None:
+async def _update_row(session: Transaction, table: Table, key: Any, values: dict[str, Any]) -> None:
     """Set plain values (and `updated_at`) on the row with id `key`."""
     values = {"updated_at": utcnow(), **values}
     statement = _row_update(table, tuple(sorted(values)))
@@ -281,7 +288,7 @@ class _EndWrites:
     def update(self, table: Table, key: Any, values: dict[str, Any]) -> None:
         self.updates.append((table, key, {"updated_at": utcnow(), **values}))
 
-    async def send(self, session: AsyncSession) -> None:
+    async def send(self, session: Transaction) -> None:
         shapes = tuple((table, tuple(sorted(values))) for table, _, values in self.updates)
         deltas = tuple(sorted((name, delta) for name, delta in self.deltas.items() if delta))
         params: dict[str, Any] = {"counted_campaign": self.campaign_id}
@@ -306,7 +313,7 @@ def _end_writes(
 
 
 def _end_writes_for(
-    session: AsyncSession, call: CallRow, attempt: AttemptLocks | None
+    session: Transaction, call: CallRow, attempt: AttemptLocks | None
 ) -> _EndWrites | None:
     """One statement for the end's writes when nothing needs to read between them. (With
     its attempt locked, the end settles a recipient, so the counters always change.)"""
@@ -332,7 +339,7 @@ class Applied:
 
 
 async def apply_event(
-    session: AsyncSession, call_id: str, event: Event, form: dict[str, str]
+    session: Transaction, call_id: str, event: Event, form: dict[str, str]
 ) -> Applied | None:
     """Record the event and move the call forward by it (None: no such call).
 
@@ -374,6 +381,26 @@ async def apply_event(
     if event.state is CallState.IN_PROGRESS:
         await _recipient_answered(session, call)
     return Applied(_with(current, changes), ended=False)
+
+
+async def apply_alone(
+    sessionmaker: async_sessionmaker[AsyncSession], call_id: str, event: Event, form: dict[str, str]
+) -> Applied | None:
+    """`apply_event` in a write transaction of its own.
+
+    On PostgreSQL a plain transaction (`database.PlainTransaction`): the statements are the
+    same, without a session's CPU around them. An account with webhook endpoints has its
+    events written through the ORM: that transaction is rolled back and the work done again
+    in a session, as it is on SQLite.
+    """
+    if dialect_of(sessionmaker) == "postgresql":
+        try:
+            async with plain_transaction(sessionmaker) as transaction:
+                return await apply_event(transaction, call_id, event, form)
+        except NeedsSession:
+            pass
+    async with write_transaction(sessionmaker) as session:
+        return await apply_event(session, call_id, event, form)
 
 
 async def record_answer(
@@ -585,7 +612,7 @@ _ANSWERED = (
 )
 
 
-async def _recipient_answered(session: AsyncSession, call: CallRow) -> None:
+async def _recipient_answered(session: Transaction, call: CallRow) -> None:
     """The call is live: its recipient moves from dialing to in_progress."""
     if call.recipient_id is None or call.campaign_id is None:
         return
@@ -597,6 +624,14 @@ async def _recipient_answered(session: AsyncSession, call: CallRow) -> None:
         )
 
 
+def _session(transaction: Transaction) -> AsyncSession:
+    """The session of an event's writes that need one (the events of `webhook.events`): a
+    plain transaction has none, and its work is done again in a session (`apply_alone`)."""
+    if isinstance(transaction, PlainTransaction):
+        raise NeedsSession("an event written through the ORM")
+    return transaction
+
+
 def talked(state: CallState | str, answered_by: str | None) -> bool:
     """A call that ended as a conversation: completed, with a person (or no verdict) on the
     line. Its ended_reason is the conversation's (customer_hung_up, transferred, …) rather
@@ -606,7 +641,7 @@ def talked(state: CallState | str, answered_by: str | None) -> bool:
 
 
 async def finish_call(
-    session: AsyncSession,
+    session: Transaction,
     call: CallRow,
     state: CallState,
     now: datetime,
@@ -641,7 +676,11 @@ async def finish_call(
         await _update_call(session, call.id, **values)
         pending = bool(call.media_claimed and not call.conversation_stored)
         await webhook_events.emit_call(
-            session, call.id, "call.ended", conversation_pending=pending, user_id=call.user_id
+            _session(session),
+            call.id,
+            "call.ended",
+            conversation_pending=pending,
+            user_id=call.user_id,
         )
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now, attempt, writes)
@@ -651,7 +690,7 @@ async def finish_call(
 
 
 async def _settle_recipient(
-    session: AsyncSession,
+    session: Transaction,
     call: CallRow,
     outcome: str,
     now: datetime,
@@ -688,7 +727,9 @@ async def _settle_recipient(
         else:
             await _update_recipient(session, call.recipient_id, **values)
             if decision.status not in RECIPIENT_ACTIVE:
-                await webhook_events.emit_recipient_final(session, call.recipient_id, call.user_id)
+                await webhook_events.emit_recipient_final(
+                    _session(session), call.recipient_id, call.user_id
+                )
     if writes is not None:
         writes.deltas = deltas
     else:

@@ -191,10 +191,9 @@ async def _handle(
     answered = await store.record_answer(sessionmaker, call_id, event, form)
     if answered is not None:
         return None, answered, event
-    async with write_transaction(sessionmaker) as session:
-        applied = await store.apply_event(session, call_id, event, form)
-        if applied is None:
-            return FORBIDDEN, None, None
+    applied = await store.apply_alone(sessionmaker, call_id, event, form)
+    if applied is None:
+        return FORBIDDEN, None, None
     return None, applied, event
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from outdial.database import run
+from outdial.database import PlainTransaction, run
 from outdial.ids import new_id
 from outdial.models import (
     WebhookAttempt,
@@ -84,13 +84,17 @@ async def subscribers(
     return [row.id for row in rows if row.events is None or type in row.events]
 
 
-def remembered_endpoints(session: AsyncSession, user_id: str) -> list[Any] | None:
+def remembered_endpoints(
+    session: AsyncSession | PlainTransaction, user_id: str
+) -> list[Any] | None:
     """The account's endpoints as this transaction has read or learned them (None: not yet)."""
     read: dict[str, list[Any]] = session.info.get(ENDPOINTS_READ, {})
     return read.get(user_id)
 
 
-def remember_endpoints(session: AsyncSession, user_id: str, rows: list[Any]) -> None:
+def remember_endpoints(
+    session: AsyncSession | PlainTransaction, user_id: str, rows: list[Any]
+) -> None:
     """What `subscribers` would read of the account's endpoints, learned by another statement
     of the transaction (no endpoint at all: `[]`)."""
     session.info.setdefault(ENDPOINTS_READ, {})[user_id] = rows
