@@ -265,3 +265,24 @@ async def test_a_paced_round_claims_again_once_its_dials_are_out(
         await campaign_of(tenant, 25, max_concurrency=25, phone_number_id=paced["id"])
         # 25 dials at 5 a second: about five seconds, in three rounds.
         await wait_for(lambda: _placed_at_least(service, 25), timeout=20)
+
+
+async def test_the_last_end_completes_the_campaign_without_the_reaper(
+    backend: str, tmp_path: Path
+) -> None:
+    """A campaign is complete as soon as its last call's end is written: the callback that
+    ends it finds nothing left (on PostgreSQL only an end whose statement saw no recipient
+    waiting to be dialed asks, `store.Ended`). The reaper, which would complete it too, runs
+    once an hour here. Its end and its counters agree with its recipients."""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
+    ):
+        await service.scenario(**HUMANS_ONLY, ring_seconds=[0, 0.05], talk_seconds=[0, 0.1])
+        tenant = await service.tenant()
+        campaign = await campaign_of(tenant, 40, max_concurrency=8)
+        done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed")
+        recipients = await all_recipients(tenant, campaign["id"])
+    assert [r["status"] for r in recipients] == ["completed"] * 40
+    assert done["counts"]["completed"] == 40
+    assert sum(done["counts"][status] for status in ("pending", "dialing", "in_progress")) == 0

@@ -21,7 +21,7 @@ from sqlalchemy import Table, bindparam, case, exists, func, select, true, updat
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import repository as campaign_repository
-from outdial.campaign.state import RECIPIENT_ACTIVE, WAITING_AT_THE_END
+from outdial.campaign.state import RECIPIENT_ACTIVE, RECIPIENT_WAITING, WAITING_AT_THE_END
 from outdial.database import (
     NeedsSession,
     PlainTransaction,
@@ -288,13 +288,16 @@ class _EndWrites:
     def update(self, table: Table, key: Any, values: dict[str, Any]) -> None:
         self.updates.append((table, key, {"updated_at": utcnow(), **values}))
 
-    async def send(self, session: Transaction) -> None:
+    async def send(self, session: Transaction) -> int:
+        """Send the writes; the campaign's recipients waiting to be dialed (`Ended`)."""
         shapes = tuple((table, tuple(sorted(values))) for table, _, values in self.updates)
         deltas = tuple(sorted((name, delta) for name, delta in self.deltas.items() if delta))
         params: dict[str, Any] = {"counted_campaign": self.campaign_id}
         for i, (_table, key, values) in enumerate(self.updates):
             params.update(_row_params(key, values, f"u{i}_"))
-        await run(session, _end_writes(shapes, deltas), params)
+        row = (await run(session, _end_writes(shapes, deltas), params)).first()
+        assert row is not None  # (the counters always change: see `_end_writes_for`)
+        return int(row.waiting_to_dial)
 
 
 @functools.cache
@@ -304,12 +307,16 @@ def _end_writes(
     updates = [
         _row_update(table, names, f"u{i}_").cte(f"u{i}") for i, (table, names) in enumerate(shapes)
     ]
-    campaign = select(
-        # (not named after a column: the updates would take it for a value to set)
-        bindparam("counted_campaign", type_=counters.c.campaign_id.type).label("campaign_id")
-    )
+    # (not named after a column: the updates would take it for a value to set)
+    campaign_id = bindparam("counted_campaign", type_=counters.c.campaign_id.type)
+    campaign = select(campaign_id.label("campaign_id"))
     counted = campaign_repository.counts_upsert_from(campaign.subquery("campaign"), dict(deltas))
-    return counted.add_cte(*updates)
+    waiting = (
+        select(func.coalesce(func.sum(counters.c.value), 0))
+        .where(counters.c.campaign_id == campaign_id, among(counters.c.name, RECIPIENT_WAITING))
+        .scalar_subquery()
+    )
+    return counted.add_cte(*updates).returning(waiting.label("waiting_to_dial"))
 
 
 def _end_writes_for(
@@ -336,6 +343,9 @@ class Applied:
     call: CallRow
     ended: bool
     fresh: bool = True
+    # Recipients of the campaign waiting to be dialed (pending or retry) as the end's
+    # statement saw them; None when not known (see `Ended`).
+    waiting_to_dial: int | None = None
 
 
 async def apply_event(
@@ -363,7 +373,7 @@ async def apply_event(
         await _update_call(session, call_id, **changes)
         return Applied(current, ended=False)
     if event.state in FINAL_STATES:
-        await finish_call(
+        ended = await finish_call(
             session,
             current,
             event.state,
@@ -373,7 +383,9 @@ async def apply_event(
             changes=changes,
             attempt=locked.attempt,
         )
-        return Applied(_with(current, {"status": event.state.value}), ended=True)
+        waiting = ended.waiting_to_dial if ended is not None else None
+        final = _with(current, {"status": event.state.value})
+        return Applied(final, ended=True, waiting_to_dial=waiting)
     changes["status"] = event.state.value
     if event.state is CallState.IN_PROGRESS and call.answered_at is None:
         changes["answered_at"] = now
@@ -624,6 +636,21 @@ async def _recipient_answered(session: Transaction, call: CallRow) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A call `finish_call` ended. `waiting_to_dial`: its campaign's recipients waiting to be
+    dialed (pending or retry), as the end's one statement saw them before its own changes;
+    known only when the end was that one statement (`_EndWrites`), else None.
+
+    While any wait, this end cannot have completed the campaign, whatever other ends commit
+    meanwhile: they settle dialed recipients only, and a waiting one becomes final only by a
+    claim or an expiry, which check for completion themselves, or by its own call's end.
+    So the read whether the campaign is complete (`nothing_left`) is needed only when none
+    waited."""
+
+    waiting_to_dial: int | None = None
+
+
 def _session(transaction: Transaction) -> AsyncSession:
     """The session of an event's writes that need one (the events of `webhook.events`): a
     plain transaction has none, and its work is done again in a session (`apply_alone`)."""
@@ -650,14 +677,14 @@ async def finish_call(
     duration: int | None = None,
     changes: dict[str, Any] | None = None,
     attempt: AttemptLocks | None = None,
-) -> bool:
+) -> Ended | None:
     """End a call (locked by the caller) and decide its recipient's next step.
 
     `attempt`: its campaign and recipient, if the caller has locked them already.
-    Returns False when the call had already ended: finishing is idempotent.
+    Returns None when the call had already ended: finishing is idempotent.
     """
     if call.status in FINAL_STATES:
-        return False
+        return None
     values = dict(changes or {})
     values.update(status=state.value, ended_at=now, lease_owner=None, lease_expires_at=None)
     if duration is not None:
@@ -685,8 +712,8 @@ async def finish_call(
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now, attempt, writes)
     if writes is not None:
-        await writes.send(session)
-    return True
+        return Ended(await writes.send(session))
+    return Ended()
 
 
 async def _settle_recipient(
@@ -797,7 +824,7 @@ _WAITING = (
     select(counters.c.name)
     .where(
         counters.c.campaign_id == bindparam("campaign_id"),
-        among(counters.c.name, RECIPIENT_ACTIVE),
+        among(counters.c.name, RECIPIENT_WAITING),
     )
     .group_by(counters.c.name)
     .having(func.sum(counters.c.value) != 0)

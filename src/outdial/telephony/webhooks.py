@@ -199,13 +199,16 @@ async def _handle(
 
 async def _after(request: Request, applied: store.Applied) -> None:
     """Outside the event's transaction: wake the embedded dialer (first: the freed slot's
-    refill waits for nothing else), then complete a finished campaign."""
+    refill waits for nothing else), then complete a finished campaign (unless recipients
+    were still waiting to be dialed as the end was written)."""
     campaign_id = applied.call.campaign_id
     if not applied.ended or not campaign_id:
         return
     dialer = getattr(request.app.state, "dialer", None)
     if dialer is not None:
         dialer.wakeup.campaign(campaign_id)
+    if applied.waiting_to_dial:  # this end cannot have completed it (`store.Ended`)
+        return
     sessionmaker = request.app.state.sessionmaker
     if await store.nothing_left(sessionmaker, campaign_id):
         async with write_transaction(sessionmaker) as session:
