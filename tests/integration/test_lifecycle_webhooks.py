@@ -16,8 +16,19 @@ from sqlalchemy import Table, func, select, update
 from tests.support import Tenant
 
 from outdial.database import write_transaction
+from outdial.dialer import store
+from outdial.dialer.claim import DialJob
+from outdial.dialer.sender import DialerSettings, Sender
 from outdial.ids import new_id
-from outdial.models import Call, CampaignRecipient, WebhookEndpoint, WebhookEvent, utcnow
+from outdial.models import (
+    Call,
+    CampaignRecipient,
+    PhoneNumber,
+    WebhookEndpoint,
+    WebhookEvent,
+    utcnow,
+)
+from outdial.telephony import twilio
 from outdial.webhook import events, repository
 
 HOOK = "http://127.0.0.1:9/hooks"  # never sent to: no deliverer runs in these tests
@@ -260,6 +271,57 @@ async def test_call_and_recipient_events_carry_what_a_crm_needs(
         "metadata": {"name": "Ann"},
     }
     assert [d["event"]["type"] for d in await logged(tenant, ended_only["id"])] == ["call.ended"]
+
+
+async def test_a_call_that_ends_before_its_dial_is_recorded_is_started_first_once(
+    app: FastAPI, tenant: Tenant
+) -> None:
+    """A call shorter than the dial's bookkeeping: the provider's final callback is written
+    before the dialer records that the provider took the dial. The end queues `call.started`
+    before `call.ended`; the dialer's record, coming after, queues no second one."""
+    hook = await register(tenant)
+    number = await tenant.phone_number()
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": ANN}], phone_number_id=number["id"]
+    )
+    sessionmaker = app.state.sessionmaker
+    async with write_transaction(sessionmaker) as session:
+        recipient = (
+            await session.scalars(
+                select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign["id"])
+            )
+        ).one()
+        recipient.status, recipient.attempts = "dialing", 1
+        call = Call(
+            id=new_id("call"),
+            user_id=tenant.user_id,
+            campaign_id=campaign["id"],
+            recipient_id=recipient.id,
+            attempt=1,
+            phone_number_id=number["id"],
+            provider="twilio",
+            to_number=ANN,
+            status="queued",  # sent, the dialer's record of it still to come
+            dial_started_at=utcnow(),
+        )
+        session.add(call)
+        await session.flush()
+        recipient.last_call_id = call.id
+    form = {"CallSid": "CA77", "CallStatus": "completed", "CallDuration": "0"}
+    applied = await store.apply_alone(sessionmaker, call.id, twilio.parse_status(form), form)
+    assert applied is not None and applied.ended
+    async with sessionmaker() as session:
+        phone = await session.get(PhoneNumber, number["id"])
+    assert phone is not None
+    job = DialJob(call.id, campaign["id"], phone, ANN, "s", utcnow(), 30)
+    dialer = Sender(sessionmaker, app.state.carriers, DialerSettings("http://127.0.0.1"))
+    await dialer._dial_sent(job, "CA77")
+
+    sent = [d["event"] for d in await logged(tenant, hook["id"])]
+    assert [e["type"] for e in sent] == ["call.started", "call.ended", "recipient.final"]
+    assert sent[0]["data"]["status"] == "queued" and sent[1]["data"]["status"] == "completed"
+    shown = await tenant.ok("GET", f"/calls/{call.id}")
+    assert (shown["status"], shown["provider_call_sid"]) == ("completed", "CA77")
 
 
 async def test_a_batch_of_final_recipients_is_queued_at_once(app: FastAPI, tenant: Tenant) -> None:

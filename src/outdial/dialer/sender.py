@@ -94,6 +94,7 @@ _SENT = (
 )
 
 _STATUS = select(calls.c.status).where(calls.c.id == bindparam("call_id"))
+_SENT_STATUS = _SENT.returning(calls.c.status)
 _SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id))
 
 
@@ -227,10 +228,12 @@ class Sender:
         if not job.reset_breaker and await write_alone(self.sessionmaker, _SENT_UNHEARD, params):
             return  # one statement: the account has no endpoint to tell of `call.started`
         async with write_transaction(self.sessionmaker) as session:
-            await run(session, _SENT, params)
-            await webhook_events.emit_call(
-                session, job.call_id, "call.started", user_id=job.number.user_id
-            )
+            sent = (await run(session, _SENT_STATUS, params)).first()
+            # Ended already: its end wrote `call.started` (`store.finish_call`).
+            if sent is not None and sent.status not in webhook_events.FINAL_STATUSES:
+                await webhook_events.emit_call(
+                    session, job.call_id, "call.started", user_id=job.number.user_id
+                )
             if job.campaign_id and job.reset_breaker:
                 await session.execute(
                     update(campaigns)

@@ -82,6 +82,7 @@ class CallRow:
     media_claimed: bool = False  # a media stream connected: the call talked to its assistant
     conversation_stored: bool = False  # the voice runtime has stored the conversation
     user_id: str | None = None
+    started_at: datetime | None = None  # the dialer recorded that the provider took it
 
 
 _CALL_ROW = (
@@ -103,6 +104,7 @@ _CALL_ROW = (
     # too): voice/service.record and record_failure.
     calls.c.latency_metrics.is_not(None).label("conversation_stored"),
     calls.c.user_id,
+    calls.c.started_at,
 )
 
 
@@ -382,6 +384,7 @@ async def apply_event(
             duration=event.duration_seconds,
             changes=changes,
             attempt=locked.attempt,
+            by_provider=True,
         )
         waiting = ended.waiting_to_dial if ended is not None else None
         final = _with(current, {"status": event.state.value})
@@ -677,10 +680,15 @@ async def finish_call(
     duration: int | None = None,
     changes: dict[str, Any] | None = None,
     attempt: AttemptLocks | None = None,
+    by_provider: bool = False,
 ) -> Ended | None:
     """End a call (locked by the caller) and decide its recipient's next step.
 
     `attempt`: its campaign and recipient, if the caller has locked them already.
+    `by_provider`: the provider's callback ends it, so the provider took the call; if the
+    dialer has not recorded that yet (a call shorter than the dial's bookkeeping), its
+    `call.started` is written here, before `call.ended`, and `Sender._dial_sent` finds
+    it ended and writes none.
     Returns None when the call had already ended: finishing is idempotent.
     """
     if call.status in FINAL_STATES:
@@ -700,6 +708,10 @@ async def finish_call(
     if writes is not None:  # no endpoint: `call.ended` goes nowhere
         writes.update(calls, call.id, values)
     else:
+        if by_provider and call.started_at is None:
+            await webhook_events.emit_call(
+                _session(session), call.id, "call.started", user_id=call.user_id
+            )
         await _update_call(session, call.id, **values)
         pending = bool(call.media_claimed and not call.conversation_stored)
         await webhook_events.emit_call(
