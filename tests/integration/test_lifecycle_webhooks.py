@@ -13,6 +13,7 @@ from typing import Any, cast
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.support import Tenant
 
 from outdial.database import write_transaction
@@ -56,6 +57,30 @@ async def stored_events(app: FastAPI, user_id: str) -> int:
             select(func.count()).select_from(WebhookEvent).where(WebhookEvent.user_id == user_id)
         )
         return int(await session.scalar(query) or 0)
+
+
+async def first_call(
+    session: AsyncSession, tenant: Tenant, campaign_id: str, **fields: Any
+) -> tuple[CampaignRecipient, Call]:
+    """The campaign's one recipient, and a first Twilio call to it (stored, flushed)."""
+    recipient = (
+        await session.scalars(
+            select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign_id)
+        )
+    ).one()
+    call = Call(
+        id=new_id("call"),
+        user_id=tenant.user_id,
+        campaign_id=campaign_id,
+        recipient_id=recipient.id,
+        attempt=1,
+        provider="twilio",
+        to_number=recipient.phone_number,
+        **fields,
+    )
+    session.add(call)
+    await session.flush()
+    return recipient, call
 
 
 async def test_an_endpoint_shows_its_secret_once_and_keeps_it_sealed(
@@ -206,27 +231,16 @@ async def test_call_and_recipient_events_carry_what_a_crm_needs(
     )
     now = utcnow()
     async with write_transaction(app.state.sessionmaker) as session:
-        recipient = (
-            await session.scalars(
-                select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign["id"])
-            )
-        ).one()
-        call = Call(
-            id=new_id("call"),
-            user_id=tenant.user_id,
-            campaign_id=campaign["id"],
-            recipient_id=recipient.id,
-            attempt=1,
-            provider="twilio",
-            to_number=ANN,
+        recipient, call = await first_call(
+            session,
+            tenant,
+            campaign["id"],
             from_number="+14155550123",
             status="initiated",
             provider_call_sid="CA123",
             started_at=now - timedelta(seconds=50),
             created_at=now - timedelta(seconds=55),
         )
-        session.add(call)
-        await session.flush()
         await events.emit_call(session, call.id, "call.started")
         # The dialer ends calls with Core statements: the session's copy of the call is stale.
         calls = cast(Table, Call.__table__)
@@ -286,27 +300,15 @@ async def test_a_call_that_ends_before_its_dial_is_recorded_is_started_first_onc
     )
     sessionmaker = app.state.sessionmaker
     async with write_transaction(sessionmaker) as session:
-        recipient = (
-            await session.scalars(
-                select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign["id"])
-            )
-        ).one()
-        recipient.status, recipient.attempts = "dialing", 1
-        call = Call(
-            id=new_id("call"),
-            user_id=tenant.user_id,
-            campaign_id=campaign["id"],
-            recipient_id=recipient.id,
-            attempt=1,
+        recipient, call = await first_call(
+            session,
+            tenant,
+            campaign["id"],
             phone_number_id=number["id"],
-            provider="twilio",
-            to_number=ANN,
             status="queued",  # sent, the dialer's record of it still to come
             dial_started_at=utcnow(),
         )
-        session.add(call)
-        await session.flush()
-        recipient.last_call_id = call.id
+        recipient.status, recipient.attempts, recipient.last_call_id = "dialing", 1, call.id
     form = {"CallSid": "CA77", "CallStatus": "completed", "CallDuration": "0"}
     applied = await store.apply_alone(sessionmaker, call.id, twilio.parse_status(form), form)
     assert applied is not None and applied.ended
