@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -435,10 +434,13 @@ async def plain_transaction(
         try:
             yield PlainTransaction(engine, pooled)
         except BaseException:
-            driver = pooled.driver_connection
-            if pooled.is_valid and driver is not None and not driver.is_closed():
-                with contextlib.suppress(DBAPIError):  # the error that got here matters more
+            if pooled.is_valid:
+                try:
                     await _execute(pooled, "ROLLBACK", (), rows=False)
+                except BaseException as failed:  # (the error that got here is the one to raise)
+                    # Never give the pool back a connection that may still be in a
+                    # transaction, or in the middle of a cancelled statement.
+                    pooled.invalidate(failed)
             raise
         await _execute(pooled, "COMMIT", (), rows=False)
     finally:

@@ -5,11 +5,13 @@ rows by name, a lost connection reported, a transaction all or nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, make_url, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from tests.integration.test_webhooks import ringing_calls
 from tests.support import Tenant, database_restart
@@ -179,3 +181,41 @@ async def test_a_plain_transaction_on_a_lost_connection_is_reported_and_the_next
 
     async with database_restart(app.state.engine):
         assert await lost_until_reconnected(rename) >= 1
+
+
+async def test_a_cancelled_plain_transaction_leaves_no_lock_behind(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """A request cancelled while its plain transaction waits for a row lock (the client went
+    away): its connection must not go back to the pool still in the transaction, holding
+    the rows it locked."""
+    if backend == "sqlite":
+        pytest.skip("a plain transaction is PostgreSQL's")
+    sessionmaker = app.state.sessionmaker
+    first, second = await ringing_calls(app, tenant, 2, "s")
+    url = make_url(str(app.state.settings.database_url)).set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    blocker = await asyncpg.connect(dsn)
+    moved = select(calls.c.id).where(calls.c.id == bindparam("call_id")).with_for_update()
+    try:
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT 1 FROM calls WHERE id = $1 FOR UPDATE", second)
+
+        async def both() -> None:
+            async with plain_transaction(sessionmaker) as transaction:
+                await run(transaction, moved, {"call_id": first})  # locked by it
+                await run(transaction, moved, {"call_id": second})  # waits for the blocker
+
+        waiting = asyncio.ensure_future(both())
+        await asyncio.sleep(0.3)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await blocker.execute("ROLLBACK")
+        await blocker.execute("SET lock_timeout = '2s'")
+        assert await blocker.fetchval("SELECT id FROM calls WHERE id = $1 FOR UPDATE", first)
+    finally:
+        await blocker.close()
+    for _ in range(3):  # and the pool's connections work
+        async with plain_transaction(sessionmaker) as transaction:
+            assert (await run(transaction, moved, {"call_id": first})).first() is not None

@@ -8,8 +8,11 @@ instead of looking its numbers up, the dial gate and the callbacks find their ca
 the status index. Autovacuum's first `ANALYZE` of a table replans them, but only after its
 next round (a minute by default) and only once a table has changed enough. The dialer does
 not wait: each busy table is analyzed once, as soon as it has `CHANGES` changed rows, and
-never again by this module (autovacuum keeps the statistics from then on). SQLite keeps no
-such plans: nothing to do there. docs/decisions.md, "A new database's first statistics".
+never again by this module (autovacuum keeps the statistics from then on). A table it may
+not analyze (not its owner) is skipped by PostgreSQL with a warning and left to autovacuum
+too; one locked by a vacuum or a schema change is tried again at the next round. SQLite
+keeps no such plans: nothing to do there. docs/decisions.md, "A new database's first
+statistics".
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import ARRAY, String, bindparam, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.database import dialect_of, write_transaction
@@ -32,6 +36,7 @@ BUSY_TABLES = (
     "do_not_call_entries",
 )
 CHANGES = 100  # changed rows before a table's first statistics tell the planner something
+LOCK_WAIT = "2s"  # an ANALYZE waits no longer for a table's lock (tried again next round)
 
 _STATE = text(
     "SELECT relname AS name, "
@@ -64,9 +69,17 @@ class FirstStatistics:
                 self.waiting.discard(name)
             elif changes >= CHANGES:
                 due.append(name)
+        analyzed = []
         for name in due:
-            async with write_transaction(self.sessionmaker) as session:
-                await session.execute(text(f'ANALYZE "{name}"'))
+            try:
+                async with write_transaction(self.sessionmaker) as session:
+                    # A table being vacuumed or altered: give up for now rather than wait.
+                    await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                    await session.execute(text(f'ANALYZE "{name}"'))
+            except DBAPIError as exc:
+                log.warning("first statistics of %s not gathered, trying again: %s", name, exc)
+                continue
             self.waiting.discard(name)
+            analyzed.append(name)
             log.info("first statistics of %s gathered", name)
-        return due
+        return analyzed

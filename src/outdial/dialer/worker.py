@@ -78,6 +78,7 @@ class Dialer:
     async def run(self) -> None:
         """Claim and dial until stopped; reap on its own schedule."""
         reaping = asyncio.create_task(self._reap_forever())
+        gathering = asyncio.create_task(self._gather_statistics())
         try:
             while not self.stopped.is_set():
                 try:
@@ -87,9 +88,10 @@ class Dialer:
                 await self.wakeup.wait(self.settings.sweep_seconds)
         finally:
             reaping.cancel()
+            gathering.cancel()
             for task in list(self._sends):
                 task.cancel()
-            await asyncio.gather(reaping, *self._sends, return_exceptions=True)
+            await asyncio.gather(reaping, gathering, *self._sends, return_exceptions=True)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -174,10 +176,21 @@ class Dialer:
         if not task.cancelled() and task.exception() is not None:
             log.error("dial task failed", exc_info=task.exception())
 
+    async def _gather_statistics(self) -> None:
+        """A new database's first statistics, on the reaper's schedule until every busy table
+        has them; apart from the reaper, which an `ANALYZE` waiting for a lock must not hold
+        up."""
+        while self.statistics.waiting and not self.stopped.is_set():
+            try:
+                await self.statistics.gather()
+            except (DBAPIError, OSError) as exc:
+                log.warning("gathering first statistics failed, retrying: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), self.settings.reap_seconds)
+
     async def _reap_forever(self) -> None:
         while not self.stopped.is_set():
             try:
-                await self.statistics.gather()
                 woken = await reaper.reap(
                     self.sessionmaker, self.carriers, utcnow(), self.settings.patience
                 )
