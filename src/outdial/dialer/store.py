@@ -654,12 +654,11 @@ class Ended:
     waiting_to_dial: int | None = None
 
 
-def _session(transaction: Transaction) -> AsyncSession:
-    """The session of an event's writes that need one (the events of `webhook.events`): a
-    plain transaction has none, and its work is done again in a session (`apply_alone`)."""
-    if isinstance(transaction, PlainTransaction):
-        raise NeedsSession("an event written through the ORM")
-    return transaction
+def _events_session(transaction: Transaction) -> AsyncSession | None:
+    """The session to write the events of `webhook.events` in; None for a plain transaction,
+    which runs only for an account without webhook endpoints (`lock_and_record` refuses the
+    others): its events would go nowhere."""
+    return None if isinstance(transaction, PlainTransaction) else transaction
 
 
 def talked(state: CallState | str, answered_by: str | None) -> bool:
@@ -708,19 +707,15 @@ async def finish_call(
     if writes is not None:  # no endpoint: `call.ended` goes nowhere
         writes.update(calls, call.id, values)
     else:
-        if by_provider and call.started_at is None:
-            await webhook_events.emit_call(
-                _session(session), call.id, "call.started", user_id=call.user_id
-            )
+        told = _events_session(session)
+        if told is not None and by_provider and call.started_at is None:
+            await webhook_events.emit_call(told, call.id, "call.started", user_id=call.user_id)
         await _update_call(session, call.id, **values)
-        pending = bool(call.media_claimed and not call.conversation_stored)
-        await webhook_events.emit_call(
-            _session(session),
-            call.id,
-            "call.ended",
-            conversation_pending=pending,
-            user_id=call.user_id,
-        )
+        if told is not None:
+            pending = bool(call.media_claimed and not call.conversation_stored)
+            await webhook_events.emit_call(
+                told, call.id, "call.ended", conversation_pending=pending, user_id=call.user_id
+            )
     if call.recipient_id is not None and call.campaign_id is not None:
         await _settle_recipient(session, call, outcome, now, attempt, writes)
     if writes is not None:
@@ -765,10 +760,9 @@ async def _settle_recipient(
             writes.update(recipients, call.recipient_id, values)
         else:
             await _update_recipient(session, call.recipient_id, **values)
-            if decision.status not in RECIPIENT_ACTIVE:
-                await webhook_events.emit_recipient_final(
-                    _session(session), call.recipient_id, call.user_id
-                )
+            told = _events_session(session)
+            if told is not None and decision.status not in RECIPIENT_ACTIVE:
+                await webhook_events.emit_recipient_final(told, call.recipient_id, call.user_id)
     if writes is not None:
         writes.deltas = deltas
     else:
