@@ -6,7 +6,8 @@ no dialer; with `--workers N`, N processes on PostgreSQL) and, in this process, 
 clients that play the carrier and the person: each opens `/telephony/twilio/media` for a
 call row written straight into the database (`in_progress`, answered by a human, a known
 stream secret, as tests/integration/ test_voice_media.py does), sends a 20 ms μ-law frame
-every 20 ms for the whole call (silence, or a line carried as `fake_speech` audio), listens
+every 20 ms for the whole call (silence, or with `--line-noise` noise at that level, or a
+line carried as `fake_speech` audio), listens
 to the assistant's audio, and speaks its next line once the assistant's reply has played out
 (plus a short pause).
 
@@ -23,7 +24,7 @@ Measured, for each N, over the window in which all N calls are talking:
   response time (the server's event loop), and how late the client's own 20 ms sends were;
   with `--workers N`, the connections each server process holds (how the streams spread).
 
-    .venv/bin/python -m bench.media [--sizes 5,10,25,50,100,150] [--seconds 20]
+    .venv/bin/python -m bench.media [--sizes 5,10,25,50,100,150] [--seconds 20] [--line-noise -50]
     bash bench/run media --workers 2 [...]     # two server processes, on PostgreSQL
 """
 
@@ -41,11 +42,13 @@ import os
 import secrets
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psutil
 from sqlalchemy import select
 from tests.dialing import fresh_database
@@ -66,6 +69,9 @@ PAUSE_SECONDS = 0.3  # the person answers this long after the assistant's audio 
 REPLY_TIMEOUT_SECONDS = 5.0  # a line not answered within this counts as missed
 FRAME = fake_speech.FRAME_SECONDS
 SILENCE_PAYLOAD = base64.b64encode(fake_speech.SILENCE_FRAME).decode("ascii")
+# What the line carries while the person is not talking: digital silence, or with
+# `--line-noise`, a second of noise over and over.
+QUIET_LINE = [SILENCE_PAYLOAD]
 NUMBERS = itertools.count()  # each call its own number (one call per number and user)
 GROUPS = 10  # sender tasks, each with its own phase in the 20 ms period
 
@@ -110,7 +116,8 @@ class Session:
         """The next 20 ms of the line: the person's speech if any, else silence."""
         if self.closed:
             return
-        payload, last = self.outbox.popleft() if self.outbox else (SILENCE_PAYLOAD, False)
+        quiet = QUIET_LINE[self.chunk % len(QUIET_LINE)]
+        payload, last = self.outbox.popleft() if self.outbox else (quiet, False)
         try:
             await self.socket.send(self.media(payload))
         except Exception:
@@ -485,6 +492,17 @@ def _print(title: str, r: dict[str, Any]) -> None:
     print(f"  keeps up with real time: {'yes' if keeps_up(r) else 'NO'}")
 
 
+def noise(dbfs: float) -> list[str]:
+    """A second of white noise at `dbfs` (RMS), as 20 ms μ-law payloads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+    rms = 32768 * 10 ** (dbfs / 20)
+    samples = np.random.default_rng(0).normal(0, rms, 8000).clip(-32768, 32767)
+    ulaw = audioop.lin2ulaw(samples.astype(np.int16).tobytes(), 2)
+    return [base64.b64encode(ulaw[i : i + 160]).decode("ascii") for i in range(0, 8000, 160)]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="5,10,25,50,100,150")
@@ -499,12 +517,20 @@ async def main() -> None:
         help="server processes (`outdial serve --workers N`; more than one needs PostgreSQL)",
     )
     parser.add_argument("--postgres-url", default=os.environ.get("OUTDIAL_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--line-noise",
+        type=float,
+        help="dBFS: noise this loud on the line while the person is quiet (default: silence)",
+    )
     args = parser.parse_args()
+    if args.line_noise is not None:
+        QUIET_LINE[:] = noise(args.line_noise)
     print("\n".join(await describe(None)))
     wait = END_OF_TURN_SECONDS[args.responsiveness]
+    line = "silence" if args.line_noise is None else f"noise at {args.line_noise:g} dBFS"
     print(
         f"fake services, Twilio framing, responsiveness {args.responsiveness} "
-        f"(end-of-turn wait {wait * 1000:.0f} ms subtracted)"
+        f"(end-of-turn wait {wait * 1000:.0f} ms subtracted); the quiet line: {line}"
     )
     os.environ.update(
         {

@@ -1,6 +1,6 @@
 """The calls' voice activity detection: one shared Silero session, each call's own state,
 the same scores as Pipecat's analyzer whether a window is scored alone or with other
-calls' windows, and the loudness measured only for speech."""
+calls' windows, the loudness measured only for speech, and silence never scored."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from outdial.voice import vad
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    from pipecat.audio.utils import calculate_audio_volume
     from pipecat.audio.vad.silero import SileroVADAnalyzer
-    from pipecat.audio.vad.vad_analyzer import VADState
+    from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
 RATE = 8000
 WINDOW = 256  # samples Silero scores at 8 kHz
@@ -159,3 +160,49 @@ async def test_the_scorer_learns_how_busy_it_is() -> None:
         await scorer.score(model, window)
         await asyncio.sleep(0.001)
     assert scorer._rate * vad.GATHER >= 1  # from now on a window waits for others
+
+
+def test_silence_is_quiet_without_the_network() -> None:
+    """Windows within ±QUIET_PEAK never reach the network: they are quiet, Pipecat's
+    periodic reset counts them, and the model meets the audio after them as that reset
+    left it, its context moved past the silence as scoring would have moved it."""
+
+    async def listen() -> None:
+        analyzer = vad.CallVAD(sample_rate=RATE)
+        analyzer.set_sample_rate(RATE)
+        scorer = vad.scorer(RATE)
+        line = np.random.default_rng(7).integers(-vad.QUIET_PEAK, vad.QUIET_PEAK + 1, 94 * WINDOW)
+        quiet = [w.astype(np.int16).tobytes() for w in np.split(line, 94)]  # 3 s of a line
+        scored = scorer.windows
+        states = [await analyzer.analyze_audio(window) for window in quiet]
+        assert scorer.windows == scored  # not one window scored
+        assert set(states) == {VADState.QUIET} and analyzer._confidence == 0.0
+        assert 0 < analyzer._windows_since_reset < len(quiet)  # reset on Pipecat's schedule
+
+        fresh = SileroVADAnalyzer(sample_rate=RATE)  # reset, having heard the last window
+        fresh.set_sample_rate(RATE)
+        tail = np.frombuffer(quiet[-1], np.int16)[-32:].astype(np.float32) / 32768.0
+        fresh._model._context = tail.reshape(1, 32)
+        fresh._model._last_sr, fresh._model._last_batch_size = RATE, 1
+        for window in windows(2, 5):
+            await analyzer.analyze_audio(window)
+            assert analyzer._confidence == score(fresh, window) > 0
+        assert scorer.windows == scored + 5
+
+    asyncio.run(listen())
+
+
+def test_the_silence_floor_is_under_the_loudness_gate() -> None:
+    """The loudest audio within ±QUIET_PEAK (a square wave at that peak, at any pitch)
+    measures below Pipecat's loudness gate, so no silent window could have been speech
+    by its own loudness; one sample past the floor is scored."""
+    gate = VADParams().min_volume
+    t = np.arange(3200) / RATE  # the 400 ms Pipecat measures
+    for pitch in (50, 300, 1000, 2000, 3000, 3900):
+        wave = np.where(np.sin(2 * np.pi * pitch * t + 0.1) >= 0, 1, -1) * vad.QUIET_PEAK
+        pcm = wave.astype(np.int16).tobytes()
+        assert calculate_audio_volume(pcm, RATE) < gate - 0.05
+        assert vad.silent(pcm[: 2 * WINDOW])
+    louder = np.zeros(WINDOW, np.int16)
+    louder[100] = -vad.QUIET_PEAK - 1
+    assert not vad.silent(louder.tobytes())

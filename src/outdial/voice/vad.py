@@ -22,6 +22,19 @@ quiet window is not speech whatever its loudness, and the BS.1770 measurement ov
 last 400 ms costs more than the model. Pipecat smooths the loudness from window to window;
 after quiet windows the smoothing starts again from the measured loudness of the last
 400 ms, which is itself an average.
+
+And a window of silence is not scored at all: one whose every sample is within
+`QUIET_PEAK` of zero (-60 dBFS) is quieter than the loudness gate lets through even at its
+loudest (a square wave at that peak measures 0.53 against the gate's 0.6; tested), so
+its confidence is 0 without running the network. A caller who is not talking sends such
+windows most of a call on a quiet line (digital silence, or low line noise). The model
+skips them as it skips nothing else: its recurrent state stays where the last scored
+window left it and its context becomes the quiet window's last samples, which is what it
+would be after scoring; Pipecat's periodic reset counts the window as quiet, as a scored
+one would be. The one difference from scoring it: Pipecat could have counted a silent
+window right after speech as speech (Silero's confidence lingers, and the gate measures
+the last 400 ms); here it is quiet, so the end of speech starts counting one window
+sooner.
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ import numpy as np
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop  # Pipecat's own way to μ-law and back (audioop-lts from Python 3.13)
+
     from pipecat.audio.utils import exp_smoothing
     from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
     from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
@@ -44,6 +59,7 @@ with warnings.catch_warnings():
 log = logging.getLogger("outdial.voice")
 
 UNMEASURED = -1.0  # the loudness of a window Silero scored as quiet (never above a gate)
+QUIET_PEAK = 32  # 16-bit samples: a window within ±QUIET_PEAK is silence, never scored
 
 
 @functools.cache
@@ -164,6 +180,11 @@ def scorer(sample_rate: int) -> Scorer:
     return by_rate[sample_rate]
 
 
+def silent(window: bytes) -> bool:
+    """Every sample of a 16-bit window within ±QUIET_PEAK."""
+    return audioop.max(window, 2) <= QUIET_PEAK
+
+
 class CallVAD(SileroVADAnalyzer):
     """Silero for one call: on the event loop, over the process's shared session, each
     window scored together with the other calls' windows of the moment."""
@@ -176,6 +197,7 @@ class CallVAD(SileroVADAnalyzer):
         self._confidence = 0.0
         self._scored: float | None = None
         self._prev_volume = UNMEASURED
+        self._silence: bytes | None = None  # the last silent window, not yet heard by the model
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Pipecat's analysis, fed one window at a time: each window's score is awaited
@@ -190,15 +212,32 @@ class CallVAD(SileroVADAnalyzer):
                 return self._run_analyzer(buffer)
             head, buffer = buffer[:needed], buffer[needed:]
             window = self._vad_buffer + head
-            self._scored = await scorer(self.sample_rate).score(self._model, window)
+            if silent(window):
+                self._silence, self._scored = window, 0.0
+            else:
+                self._heard_silence()
+                self._scored = await scorer(self.sample_rate).score(self._model, window)
             state = self._run_analyzer(head)
         return state
 
+    def _heard_silence(self) -> None:
+        """The model's context moves past the silent windows skipped since the last one
+        scored (to the last samples of the last of them), its recurrent state stays.
+        Done when the next window is scored: nothing reads it before."""
+        if self._silence is not None:
+            width = 64 if self.sample_rate == 16000 else 32
+            tail = np.frombuffer(self._silence, np.int16)[-width:].astype(np.float32)
+            self._model._context = (tail / 32768.0).reshape(1, width)
+            self._silence = None
+
     def voice_confidence(self, buffer: bytes) -> float:
         if self._scored is None:  # called directly, not through analyze_audio
+            self._heard_silence()
             self._scored = float(score([(self._model, buffer)], self.sample_rate)[0])
         confidence, self._scored = self._scored, None
         self._maybe_reset_model(confidence)
+        if self._windows_since_reset == 0:  # reset: the model has forgotten the silence too
+            self._silence = None
         self._confidence = confidence
         return confidence
 
