@@ -1,22 +1,26 @@
 """Pieces of the call's pipeline on their own: the worker (its processors report frames only
 when someone observes), the waits of the assistant's audio on its way out (a queued chunk
 goes on in the same turn of the event loop; the timeouts still fire), the sender without
-bot-speaking heartbeats, and `pipeline.build` putting these pieces in."""
+bot-speaking heartbeats, the caller's silence held while it can wait, and `pipeline.build`
+putting these pieces in."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import warnings
 
 import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    from pipecat.audio.vad.vad_analyzer import VADState
     from pipecat.frames.frames import (
         BotSpeakingFrame,
         BotStartedSpeakingFrame,
         EndFrame,
         Frame,
+        InputAudioRawFrame,
         OutputAudioRawFrame,
         TextFrame,
         TTSAudioRawFrame,
@@ -30,7 +34,7 @@ with warnings.catch_warnings():
     from pipecat.workers.runner import WorkerRunner
 
 from outdial.config import Settings
-from outdial.voice import pipeline
+from outdial.voice import pipeline, vad
 from outdial.voice.config import CallContext, resolve
 from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallOutput, CallWorker
 from outdial.voice.providers import services_for
@@ -254,3 +258,54 @@ def _processors(worker: CallWorker) -> list[FrameProcessor]:
         found.append(processor)
         todo.extend(getattr(processor, "processors", []))
     return found
+
+
+async def test_silence_that_can_wait_goes_on_five_frames_at_a_time() -> None:
+    """While no user turn is open and the VAD is quiet, the caller's silent frames are
+    handed on HOLD_FRAMES at a time as one frame of the same audio, in order; a frame with
+    sound goes on at once, the silence held before it first; an open turn or a VAD that
+    hears something hands every frame on as it comes."""
+    config = resolve(
+        CallContext(assistant={"system_instruction": "Be brief."}, phone_number="+14155550100")
+    )
+    services = services_for(Settings(voice_services="fake"), config)
+    conversing = pipeline.build(object(), twilio_serializer("MZ0", "CA0"), config, services)  # type: ignore[arg-type]
+    (source,) = [p for p in _processors(conversing.worker) if isinstance(p, pipeline.CallInput)]
+    pushed: list[bytes] = []
+
+    async def push_frame(
+        frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        assert isinstance(frame, InputAudioRawFrame) and frame.sample_rate == 8000
+        pushed.append(frame.audio)
+
+    source.push_frame = push_frame  # type: ignore[method-assign]
+    line = source.can_wait
+    assert isinstance(line, pipeline.QuietLine)
+
+    def frame(level: int, number: int) -> InputAudioRawFrame:
+        samples = [level if i % 2 else -level for i in range(160)]
+        samples[0] = number  # each frame told apart, still silent
+        return InputAudioRawFrame(struct.pack("<160h", *samples), 8000, 1)
+
+    silence = [frame(vad.QUIET_PEAK, n) for n in range(12)]
+    for each in silence:
+        await source.push_audio_frame(each)
+    assert pushed == [
+        b"".join(f.audio for f in silence[:5]),
+        b"".join(f.audio for f in silence[5:10]),
+    ]
+
+    sound = frame(vad.QUIET_PEAK + 1, 0)
+    await source.push_audio_frame(sound)
+    assert pushed[2] == silence[10].audio + silence[11].audio + sound.audio
+
+    pushed.clear()
+    line.turn_open = True
+    for each in silence[:3]:
+        await source.push_audio_frame(each)
+    line.turn_open = False
+    line.vad._vad_state = VADState.STARTING
+    for each in silence[3:6]:
+        await source.push_audio_frame(each)
+    assert pushed == [f.audio for f in silence[:6]]

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,7 +86,7 @@ from outdial.voice.fakes import SAMPLE_RATE
 from outdial.voice.providers import Services
 from outdial.voice.recorder import Recorder
 from outdial.voice.serializers import after_speech
-from outdial.voice.vad import CallVAD
+from outdial.voice.vad import CallVAD, silent
 
 log = logging.getLogger("outdial.voice")
 
@@ -192,6 +192,28 @@ class Conversation:
         return sum(1 for turn in self.transcript if turn["role"] == role)
 
 
+HOLD_FRAMES = 5  # silent 20 ms frames handed on together while nobody listens closely
+
+
+class QuietLine:
+    """Whether the caller's silence can wait: no user turn is open and the VAD is quiet.
+
+    While the caller is silent and no turn is open, nothing in the pipeline acts on the
+    next 100 ms of silence: the VAD counts no speech to start or stop, the turn strategies
+    wait for speech or a transcript, the speech-to-text service has nothing to finish, and
+    the silence limit counts seconds. Every frame handed between two processors costs CPU
+    (the caller's silent frames through the STT and the user aggregator were about a
+    quarter of a call's), so `CallInput` hands such silence on `HOLD_FRAMES` at a time.
+    The first frame with sound goes on at once, the silence held before it first."""
+
+    def __init__(self, vad: CallVAD) -> None:
+        self.vad = vad
+        self.turn_open = False
+
+    def __call__(self) -> bool:
+        return not self.turn_open and self.vad.quiet
+
+
 class CallInput(FastAPIWebsocketInputTransport):
     """The WebSocket's input, handing the caller's audio on from the task that receives it.
 
@@ -199,7 +221,15 @@ class CallInput(FastAPIWebsocketInputTransport):
     awaits each with a timeout (a timer, and on Python 3.11 a task of its own, every 20 ms),
     to run an audio filter outdial does not configure and push the frame on. Pushed from
     the receiving task instead, the frames go in the same order, with the other frames the
-    serializer makes in the order they came, and the transport's audio task idles."""
+    serializer makes in the order they came, and the transport's audio task idles.
+
+    Silence that can wait (`QuietLine`) is held and handed on `HOLD_FRAMES` frames at a
+    time, as one frame of the same audio."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.can_wait: QuietLine | None = None
+        self._held: list[InputAudioRawFrame] = []
 
     async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
         params = self._params
@@ -207,8 +237,19 @@ class CallInput(FastAPIWebsocketInputTransport):
             await super().push_audio_frame(frame)
             return
         wanted = params.audio_in_enabled and params.audio_in_passthrough and not self._paused
-        if wanted and frame.audio:
+        if not (wanted and frame.audio):
+            return
+        if self.can_wait is not None and silent(frame.audio) and self.can_wait():
+            self._held.append(frame)
+            if len(self._held) < HOLD_FRAMES:
+                return
+        elif self._held:
+            self._held.append(frame)
+        else:
             await self.push_frame(frame)
+            return
+        held, self._held = self._held, []
+        await self.push_frame(replace(held[0], audio=b"".join(each.audio for each in held)))
 
 
 class CallMediaSender(BaseOutputTransport.MediaSender):
@@ -307,7 +348,9 @@ class CallTransport(FastAPIWebsocketTransport):
 
     def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
         super().__init__(websocket, params)
-        self._input = CallInput(self, self._client, self._params, name=self._input_name)
+        self._input = self.call_input = CallInput(
+            self, self._client, self._params, name=self._input_name
+        )
         self._output = CallOutput(self, self._client, self._params, name=self._output_name)
 
 
@@ -468,10 +511,11 @@ def build(
         [{"role": "system", "content": config["system_prompt"]}],
         tools=actions.tools(config, transfer=transfer is not None),
     )
+    vad = CallVAD(sample_rate=SAMPLE_RATE)
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
-            vad_analyzer=CallVAD(sample_rate=SAMPLE_RATE),
+            vad_analyzer=vad,
             user_turn_strategies=turn_strategies(config["speech_settings"]),
             user_idle_timeout=actions.silence_seconds(config),
         ),
@@ -500,7 +544,8 @@ def build(
     worker = CallWorker(pipeline)
     ending = speaking.ending = actions.Ending(worker, conversation)
     actions.register(services.llm, ending, opt_out, transfer, gate)
-    _wire_events(transport, aggregators, worker, conversation, config)
+    line = transport.call_input.can_wait = QuietLine(vad)
+    _wire_events(transport, aggregators, worker, conversation, config, line)
 
     @aggregators.user().event_handler("on_user_turn_idle")
     async def silent(_aggregator: Any) -> None:
@@ -515,6 +560,7 @@ def _wire_events(
     worker: PipelineWorker,
     conversation: Conversation,
     config: dict[str, Any],
+    line: QuietLine,
 ) -> None:
     @transport.event_handler("on_client_connected")
     async def greet(_transport: Any, _websocket: Any) -> None:
@@ -532,8 +578,13 @@ def _wire_events(
         conversation.end("time_limit")
         await worker.cancel()
 
+    @aggregators.user().event_handler("on_user_turn_started")
+    async def user_speaks(_aggregator: Any, _strategy: Any) -> None:
+        line.turn_open = True
+
     @aggregators.user().event_handler("on_user_turn_stopped")
     async def user_said(_aggregator: Any, _strategy: Any, message: Any) -> None:
+        line.turn_open = False
         conversation.user_turn_ended()
         conversation.said("user", message.content, message.timestamp)
 

@@ -198,6 +198,7 @@ class CallVAD(SileroVADAnalyzer):
         self._scored: float | None = None
         self._prev_volume = UNMEASURED
         self._silence: bytes | None = None  # the last silent window, not yet heard by the model
+        self._vad_state = VADState.QUIET  # (Pipecat sets it once it knows the sample rate)
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Pipecat's analysis, fed one window at a time: each window's score is awaited
@@ -219,6 +220,11 @@ class CallVAD(SileroVADAnalyzer):
                 self._scored = await scorer(self.sample_rate).score(self._model, window)
             state = self._run_analyzer(head)
         return state
+
+    @property
+    def quiet(self) -> bool:
+        """No speech heard, none starting and none stopping."""
+        return self._vad_state == VADState.QUIET
 
     def _heard_silence(self) -> None:
         """The model's context moves past the silent windows skipped since the last one
