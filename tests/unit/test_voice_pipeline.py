@@ -1,8 +1,8 @@
 """Pieces of the call's pipeline on their own: the worker (its processors report frames only
 when someone observes), the waits of the assistant's audio on its way out (a queued chunk
 goes on in the same turn of the event loop; the timeouts still fire), the sender without
-bot-speaking heartbeats, the caller's silence held while it can wait, and `pipeline.build`
-putting these pieces in."""
+bot-speaking heartbeats, the caller's silence held while it can wait (not in a recorded
+call), and `pipeline.build` putting these pieces in."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from outdial.voice import pipeline, vad
 from outdial.voice.config import CallContext, resolve
 from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallOutput, CallWorker
 from outdial.voice.providers import services_for
+from outdial.voice.recorder import Recorder
 from outdial.voice.serializers import twilio_serializer
 
 pytestmark = pytest.mark.asyncio
@@ -309,3 +310,22 @@ async def test_silence_that_can_wait_goes_on_five_frames_at_a_time() -> None:
     for each in silence[3:6]:
         await source.push_audio_frame(each)
     assert pushed == [f.audio for f in silence[:6]]
+
+
+async def test_a_recorded_calls_silence_goes_on_as_it_comes(tmp_path) -> None:
+    """The recording lays the assistant's audio where the caller's line has got to: held
+    silence would move it earlier, so a recorded call holds none."""
+    config = resolve(
+        CallContext(assistant={"system_instruction": "Be brief."}, phone_number="+14155550100")
+    )
+    services = services_for(Settings(voice_services="fake"), config)
+    tape = Recorder(data_dir=tmp_path, user_id="u", call_id="c", stereo=False, mp3=False)
+    conversing = pipeline.build(
+        object(),  # type: ignore[arg-type]
+        twilio_serializer("MZ0", "CA0"),
+        config,
+        services,
+        recorder=tape,
+    )
+    (source,) = [p for p in _processors(conversing.worker) if isinstance(p, pipeline.CallInput)]
+    assert source.can_wait is None

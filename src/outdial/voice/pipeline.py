@@ -224,7 +224,8 @@ class CallInput(FastAPIWebsocketInputTransport):
     serializer makes in the order they came, and the transport's audio task idles.
 
     Silence that can wait (`QuietLine`) is held and handed on `HOLD_FRAMES` frames at a
-    time, as one frame of the same audio."""
+    time, as one frame of the same audio; not in a recorded call, whose recording lays the
+    assistant's audio on the caller's line where that line has got to when it arrives."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -544,7 +545,9 @@ def build(
     worker = CallWorker(pipeline)
     ending = speaking.ending = actions.Ending(worker, conversation)
     actions.register(services.llm, ending, opt_out, transfer, gate)
-    line = transport.call_input.can_wait = QuietLine(vad)
+    line = QuietLine(vad)
+    if recorder is None:  # (a recording lays the assistant's audio on the caller's line)
+        transport.call_input.can_wait = line
     _wire_events(transport, aggregators, worker, conversation, config, line)
 
     @aggregators.user().event_handler("on_user_turn_idle")
