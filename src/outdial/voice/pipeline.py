@@ -13,6 +13,7 @@ Our own processors (the watchers and the two audio ends) only look at frames and
 drop them, so they run in Pipecat's direct mode: each frame is handled in the task that
 pushed it, not through a queue and a task of their own.
 The transport hands the caller's audio on from the task that receives it (`CallInput`),
+its silence 100 ms at a time while nothing listens closely (`QuietLine`),
 and the assistant's audio goes out without a task per chunk (`CallMediaSender`,
 `CallAudioContexts`); the worker's processors report frames to observers only when it has
 some (`CallWorker`). docs/voice.md, "The pipeline", says what each saves.
