@@ -13,8 +13,9 @@ MAX_TEXT = 20_000
 
 
 def format_timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, e.g. `2026-11-26T15:12:07.123456Z`."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC with a `Z` and always six decimals, e.g. `2026-11-26T15:12:07.123456Z`
+    (a whole second too: every timestamp has one width, so they sort as strings)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]

@@ -127,6 +127,9 @@ async def test_a_dial_whose_window_closed_while_it_waited_is_given_back(
 
     call = await tenant.ok("GET", f"/calls/{jobs[0].call_id}")
     assert call["status"] == "canceled" and call["ended_reason"] == "outside_calling_hours"
+    # Created as of the instant the claim checked, not when its row was written.
+    claimed_at = datetime.fromisoformat(call["created_at"])
+    assert claimed_at - datetime.now(UTC) > timedelta(hours=2)
     row = next(iter((await recipients(tenant, campaign["id"])).values()))
     assert row["status"] == "pending" and row["attempts"] == 0
     assert row["status_reason"].startswith("outside calling hours")

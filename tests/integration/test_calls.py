@@ -167,7 +167,7 @@ async def test_one_call_shows_its_links_and_outcome(
     assert call["duration_seconds"] == 42
     assert call["to_number"] == "+14155550002"
     assert call["provider"] == "twilio"
-    assert call["created_at"] == "2026-11-20T09:02:00Z"
+    assert call["created_at"] == "2026-11-20T09:02:00.000000Z"
     assert call["timestamp"] == call["created_at"]
 
 

@@ -80,8 +80,8 @@ async def test_seed_example_returns_every_field_with_its_type(tenant: Tenant) ->
     assert campaign["status"] == "draft"
     assert campaign["assistant_name"] == "Ava"
     assert campaign["caller_id_number"] == "+14155550123"
-    assert campaign["schedule_start_time"] == "2026-12-01T03:30:00Z"
-    assert campaign["schedule_end_time"] == "2026-12-31T18:00:00Z"
+    assert campaign["schedule_start_time"] == "2026-12-01T03:30:00.000000Z"
+    assert campaign["schedule_end_time"] == "2026-12-31T18:00:00.000000Z"
     assert campaign["recipient_list_name"] == "vip"
     assert campaign["recipient_list_row_count"] == 1
     assert campaign["machine_detection_timeout_seconds"] == 31
@@ -131,8 +131,8 @@ async def test_snake_case_schedule_names_are_accepted(tenant: Tenant) -> None:
         schedule_start_time="2026-12-01T09:00:00-05:00",
         schedule_end_time="2026-12-02T09:00:00-05:00",
     )
-    assert campaign["schedule_start_time"] == "2026-12-01T14:00:00Z"
-    assert campaign["schedule_end_time"] == "2026-12-02T14:00:00Z"
+    assert campaign["schedule_start_time"] == "2026-12-01T14:00:00.000000Z"
+    assert campaign["schedule_end_time"] == "2026-12-02T14:00:00.000000Z"
 
 
 async def test_counts_follow_inline_recipients_and_the_list_snapshot(tenant: Tenant) -> None:

@@ -267,11 +267,11 @@ async def test_draft_schedule_edit_applies(tenant: Tenant) -> None:
     }
     assert (await patch(tenant, campaign, body)).status_code == 200
     stored = await fetch(tenant, campaign)
-    assert stored["schedule_start_time"] == "2030-01-01T09:00:00Z"
-    assert stored["schedule_end_time"] == "2030-01-02T09:00:00Z"
+    assert stored["schedule_start_time"] == "2030-01-01T09:00:00.000000Z"
+    assert stored["schedule_end_time"] == "2030-01-02T09:00:00.000000Z"
     response = await patch(tenant, campaign, {"scheduleEndTime": "2029-12-31T00:00:00Z"})
     assert response.status_code == 422
-    assert (await fetch(tenant, campaign))["schedule_end_time"] == "2030-01-02T09:00:00Z"
+    assert (await fetch(tenant, campaign))["schedule_end_time"] == "2030-01-02T09:00:00.000000Z"
 
 
 async def test_draft_attach_and_detach_list(tenant: Tenant) -> None:
@@ -309,7 +309,7 @@ LIVE_EDITS: list[tuple[dict[str, Any], str, str | None, Any]] = [
         {"scheduleEndTime": "2099-01-01T00:00:00Z"},
         "schedule_end_time",
         None,
-        "2099-01-01T00:00:00Z",
+        "2099-01-01T00:00:00.000000Z",
     ),
     ({"retry_policy": {"max_attempts": 2}}, "retry_policy", "max_attempts", 2),
     ({"calling_hours": {"start": "22:00", "end": "06:00"}}, "calling_hours", "start", "22:00"),

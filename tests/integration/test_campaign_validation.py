@@ -175,8 +175,8 @@ async def test_camel_case_schedule_is_stored_in_utc(tenant: Tenant) -> None:
         scheduleEndTime="2026-12-01T20:00:00+01:00",
     )
     assert response.status_code == 200, response.text
-    assert response.json()["schedule_start_time"] == "2026-12-01T08:00:00Z"
-    assert response.json()["schedule_end_time"] == "2026-12-01T19:00:00Z"
+    assert response.json()["schedule_start_time"] == "2026-12-01T08:00:00.000000Z"
+    assert response.json()["schedule_end_time"] == "2026-12-01T19:00:00.000000Z"
 
 
 async def test_name_is_required(tenant: Tenant) -> None:

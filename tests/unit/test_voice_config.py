@@ -129,7 +129,7 @@ def test_newest_summaries_go_into_the_context_up_to_the_limit() -> None:
     campaign = CampaignSettings(use_short_term_summaries=True, short_term_summaries_limit=2)
     config = resolve(context(campaign=campaign, earlier=EARLIER))
     assert [s["call_id"] for s in config["earlier_summaries"]] == ["call_new", "call_mid"]
-    assert config["earlier_summaries"][0]["ended_at"] == "2026-03-02T00:00:00Z"
+    assert config["earlier_summaries"][0]["ended_at"] == "2026-03-02T00:00:00.000000Z"
     prompt = config["system_prompt"]
     assert "Relevant, user-specific context from previous conversations" in prompt
     assert "2026-03-02: Asked to call back in March." in prompt

@@ -60,7 +60,7 @@ def test_api_links_are_made_absolute_in_the_body() -> None:
     assert body == {
         "id": "evt_1",
         "type": "call.ended",
-        "created_at": "2026-11-26T15:12:07Z",
+        "created_at": "2026-11-26T15:12:07.000000Z",
         "data": {
             "transcript_url": "https://outdial.example/calls/call_1",
             "recording_url": "https://x/y",
@@ -68,7 +68,7 @@ def test_api_links_are_made_absolute_in_the_body() -> None:
         },
     }
     raw = events.render("evt_1", "call.ended", created, {"name": "Zoë"}, "https://o")
-    expected = '{"id":"evt_1","type":"call.ended","created_at":"2026-11-26T15:12:07Z",'
+    expected = '{"id":"evt_1","type":"call.ended","created_at":"2026-11-26T15:12:07.000000Z",'
     assert raw == (expected + '"data":{"name":"Zoë"}}').encode()
 
 

@@ -263,7 +263,7 @@ async def claim(
         ready = await _dialable(session, campaign, window, recipients, now, deltas, daily_cap)
         ended += [r.id for r in recipients if r.status in ("skipped", "expired")]
         jobs += [
-            _open_call(session, campaign, number, recipient, worker_id, now + lease, at, dial)
+            _open_call(session, campaign, number, recipient, worker_id, now, lease, at, dial)
             for recipient, at in zip(ready, pace(number, len(ready), now), strict=True)
         ]
         await session.flush()  # the next batch's query must see these changes
@@ -366,10 +366,14 @@ def _open_call(
     number: PhoneNumber,
     recipient: CampaignRecipient,
     worker_id: str,
-    lease_until: datetime,
+    now: datetime,
+    lease: timedelta,
     dial_at: datetime,
     dial: Dial,
 ) -> DialJob:
+    """The attempt's call, created as of `now`: the moment the claim checked the schedule,
+    the calling hours and the daily cap (not when the row reached the database), so a call
+    claimed just before the schedule's end never shows a later time."""
     secret, secret_hash = new_secret()
     recipient.attempts += 1
     call = Call(
@@ -387,7 +391,8 @@ def _open_call(
         status="queued",
         secret_hash=secret_hash,
         lease_owner=worker_id,
-        lease_expires_at=lease_until,
+        lease_expires_at=now + lease,
+        created_at=now,
     )
     session.add(call)
     recipient.status = "dialing"

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from outdial.assistant.schemas import NESTED_FIELDS, STORED, AssistantConfig
+from outdial.schemas import format_timestamp
 from outdial.templates import TemplateProblem, compile_template, render, variables_for
 
 log = logging.getLogger("outdial.voice")
@@ -182,9 +183,7 @@ def resolve(context: CallContext) -> dict[str, Any]:
         earlier_summaries=[
             {
                 "call_id": call.call_id,
-                "ended_at": call.ended_at.isoformat().replace("+00:00", "Z")
-                if call.ended_at
-                else None,
+                "ended_at": format_timestamp(call.ended_at) if call.ended_at else None,
                 "summary": call.summary,
             }
             for call in earlier
