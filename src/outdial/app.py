@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from outdial import __version__, services
 from outdial.assistant.endpoints import router as assistant_router
 from outdial.auth.dependencies import require_all_credentials
-from outdial.auth.rate_limit import RateLimiter, RateLimitHeaders
+from outdial.auth.rate_limit import RateLimitHeaders, rate_limiter_for
 from outdial.call.endpoints import router as call_router
 from outdial.campaign.endpoints import router as campaign_router
 from outdial.chat.endpoints import router as chat_router
@@ -56,13 +56,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.credential_box = CredentialBox(load_or_create_key(secret, settings.data_dir))
-        app.state.rate_limiter = RateLimiter(
-            settings.rate_limit_tiers, settings.rate_limit_default_tier
+        app.state.rate_limiter = rate_limiter_for(
+            url, settings.rate_limit_tiers, settings.rate_limit_default_tier
         )
         try:
             async with services.running(app, settings, simulator):
                 yield
         finally:
+            await app.state.rate_limiter.close()
             await engine.dispose()
 
     app = FastAPI(

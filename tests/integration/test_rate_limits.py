@@ -6,19 +6,21 @@ tiny one, so the limit is reached in a few requests and never straddles a minute
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.support import Tenant
+from tests.support import Tenant, database_restart
 
 from outdial.app import create_app
 from outdial.auth import service as auth_service
-from outdial.auth.rate_limit import RateLimiter
+from outdial.auth.rate_limit import rate_limiter_for
 from outdial.config import Settings
 
 TIERS = {"development": 100, "production": 1000, "tiny": 3}
@@ -52,17 +54,33 @@ class Limited:
         return Tenant(self.http, user_id, issued.key, issued.id)
 
 
-@pytest.fixture
-async def limited(settings: Settings) -> AsyncIterator[Limited]:
+@asynccontextmanager
+async def an_api(
+    settings: Settings, clock: Clock
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app with the tiers above counting by `clock`, and its client: one API process."""
     application = create_app(
         settings.model_copy(update={"rate_limit_tiers": TIERS}), run_migrations=False
     )
     async with application.router.lifespan_context(application):
-        clock = Clock(NOW)
-        application.state.rate_limiter = RateLimiter(TIERS, "production", clock)
+        await application.state.rate_limiter.close()
+        limiter = rate_limiter_for(settings.resolved_database_url, TIERS, "production", clock)
+        application.state.rate_limiter = limiter
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://outdial.test") as http:
-            yield Limited(application, http, clock)
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://outdial.test"
+            ) as http:
+                yield application, http
+        finally:
+            await limiter.close()
+
+
+@pytest.fixture
+async def limited(settings: Settings) -> AsyncIterator[Limited]:
+    clock = Clock(NOW)
+    async with an_api(settings, clock) as (application, http):
+        yield Limited(application, http, clock)
 
 
 def quota(response: httpx.Response) -> tuple[int, int, int]:
@@ -104,6 +122,48 @@ async def test_past_the_limit_is_a_429_with_the_headers(limited: Limited) -> Non
     again = await tenant.get("/assistants")
     assert again.status_code == 200 and again.json() == []
     assert quota(again) == (3, 2, MINUTE_START + 120)
+
+
+async def test_api_processes_share_a_keys_count(
+    limited: Limited, settings: Settings, backend: str
+) -> None:
+    """Two apps on one database, as `outdial serve --workers 2` runs them: a key gets its
+    limit across both, not twice it, its requests sent to both at once."""
+    if backend == "sqlite":
+        pytest.skip("one API process on SQLite: the count is in its memory")
+    async with an_api(settings, limited.clock) as (_, http):
+        tenant = await limited.tenant()  # tiny: 3 a minute
+        elsewhere = Tenant(http, tenant.user_id, tenant.key, tenant.key_id)
+        answers = await asyncio.gather(
+            *[(tenant, elsewhere)[i % 2].get("/assistants") for i in range(12)]
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [200] * 3 + [429] * 9
+        allowed = [quota(a)[1] for a in answers if a.status_code == 200]
+        assert sorted(allowed) == [0, 1, 2]
+        # The next minute starts again in both.
+        limited.clock.now = MINUTE_START + 60
+        assert (await elsewhere.get("/assistants")).status_code == 200
+        assert quota(await tenant.get("/assistants"))[:2] == (3, 1)
+
+
+async def test_a_database_restart_costs_the_count_no_refusal_of_its_own(
+    limited: Limited, backend: str, app: FastAPI
+) -> None:
+    """After a restart the request that finds the app's pooled connection gone is a 503
+    (the app's pool then reconnects); the count's own pool finds its connection gone too,
+    and tries again on a new one rather than refuse a second request."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no connection to lose")
+    tenant = await limited.tenant("development")
+    assert (await tenant.get("/assistants")).status_code == 200  # both pools hold one
+    async with database_restart(limited.app.state.engine):
+        statuses = [(await tenant.get("/assistants")).status_code for _ in range(3)]
+    await app.state.engine.dispose()  # (the other tests' app lost its connections too)
+    assert statuses in ([503, 200, 200], [200, 200, 200])
+    # Counted once each, the 503 not at all (its key was never read).
+    counted = 1 + statuses.count(200) + 1
+    assert quota(await tenant.get("/assistants"))[1] == 100 - counted
 
 
 async def test_each_key_counts_on_its_own(limited: Limited) -> None:

@@ -32,7 +32,7 @@ async def current_user_id(
         raise Unauthorized()
     key = await service.authenticate(session, credentials.credentials.strip(), x_user_id.strip())
     rate_limiter: RateLimiter = request.app.state.rate_limiter
-    quota = rate_limiter.count(key.id, key.tier)
+    quota = await rate_limiter.take(key.id, key.tier)
     setattr(request.state, STATE_KEY, quota)
     if quota.exceeded:
         raise RateLimited(quota.retry_after)

@@ -1,8 +1,10 @@
-"""Requests per minute per API key: counted in this process, reported in `X-RateLimit-*`.
+"""Requests per minute per API key, reported in `X-RateLimit-*`.
 
 Fixed one-minute windows aligned to the clock (`X-RateLimit-Reset` is when the current one
-ends). The count lives in memory: one dict lookup per authenticated request, no database
-write. Several API processes each count on their own (see docs/decisions.md).
+ends). On SQLite, whose service is one API process, the count lives in memory: one dict
+lookup per authenticated request. On PostgreSQL every API process counts in one table
+(`SharedRateLimiter`), so `outdial serve --workers N` or several hosts give a key its
+limit, not N times it (docs/decisions.md, "Rate limits").
 """
 
 from __future__ import annotations
@@ -11,11 +13,19 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, delete
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from outdial.database import create_engine, create_sessionmaker, write_alone, write_alone_first
+from outdial.models import RateLimitCount
 
 WINDOW_SECONDS = 60
 STATE_KEY = "rate_limit"  # where the request's Quota waits for the headers (request.state)
+POOL_SIZE = 4  # the shared counter's own connections, per API process
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,88 @@ class RateLimiter:
         used = min(self._counts.get(key_id, 0) + 1, limit + 1)
         self._counts[key_id] = used
         return Quota(limit, used, (window + 1) * WINDOW_SECONDS, now)
+
+    async def take(self, key_id: str, tier: str | None) -> Quota:
+        """Count one request of the key; where the key stands after it."""
+        return self.count(key_id, tier)
+
+    async def close(self) -> None:
+        """Nothing to release: the count is in memory."""
+
+
+_counts = cast(Table, RateLimitCount.__table__)
+_KEY = (_counts.c.key_id, _counts.c.minute)
+# One request more for the key in this minute, the row made by the minute's first request.
+_TAKE = (
+    insert(_counts)
+    .values(key_id=bindparam("key_id"), minute=bindparam("minute"), used=1)
+    .on_conflict_do_update(index_elements=_KEY, set_={"used": _counts.c.used + 1})
+    .returning(_counts.c.used)
+)
+_FORGET = delete(_counts).where(_counts.c.minute < bindparam("before"))
+
+
+class SharedRateLimiter(RateLimiter):
+    """Counts in PostgreSQL, so every API process shares each key's count: one upsert per
+    request (a round trip, in autocommit), exact however the requests are spread.
+
+    It has a small pool of its own: a request counts while it holds the session's
+    connection, and counting from the same pool could leave every request of a busy
+    process holding one connection and waiting for another. Each process deletes the
+    minutes before the last as it enters a new one."""
+
+    def __init__(
+        self,
+        url: str,
+        tiers: Mapping[str, int],
+        default_tier: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(tiers, default_tier, clock)
+        self.engine = create_engine(url, pool_size=POOL_SIZE)
+        self.sessionmaker = create_sessionmaker(self.engine)
+
+    async def take(self, key_id: str, tier: str | None) -> Quota:
+        now = self.clock()
+        minute = int(now // WINDOW_SECONDS)
+        used = await self._count(key_id, minute)
+        if minute != self._window:
+            self._window = minute
+            await write_alone(self.sessionmaker, _FORGET, {"before": minute - 1})
+        return Quota(self.limit_of(tier), used, (minute + 1) * WINDOW_SECONDS, now)
+
+    async def _count(self, key_id: str, minute: int) -> int:
+        """The key's count in this minute, this request included. After a database restart
+        each pooled connection is found lost once: the count is tried again on the next
+        (at worst a request whose count committed as its connection died is counted
+        twice), so a restart costs the API's requests no more 503s than the app's pool."""
+        params = {"key_id": key_id, "minute": minute}
+        for _ in range(POOL_SIZE + self.engine.pool._max_overflow):  # type: ignore[attr-defined]
+            try:
+                return await self._upsert(params)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+        return await self._upsert(params)
+
+    async def _upsert(self, params: Mapping[str, Any]) -> int:
+        row = await write_alone_first(self.sessionmaker, _TAKE, params)
+        return int(row.used) if row is not None else 1  # (RETURNING always gives the row)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def rate_limiter_for(
+    url: str,
+    tiers: Mapping[str, int],
+    default_tier: str,
+    clock: Callable[[], float] = time.time,
+) -> RateLimiter:
+    """The shared counter on PostgreSQL, the in-memory one on SQLite."""
+    if url.startswith("postgresql"):
+        return SharedRateLimiter(url, tiers, default_tier, clock)
+    return RateLimiter(tiers, default_tier, clock)
 
 
 class RateLimitHeaders:

@@ -10,6 +10,7 @@ from outdial.models.do_not_call import DoNotCallEntry
 from outdial.models.idempotency_key import IdempotencyKey
 from outdial.models.phone_number import PhoneNumber
 from outdial.models.pre_dial_check import PreDialCheck
+from outdial.models.rate_limit import RateLimitCount
 from outdial.models.recipient_list import RecipientList, RecipientListRow
 from outdial.models.user import ApiKey, User
 from outdial.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -29,6 +30,7 @@ __all__ = [
     "IdempotencyKey",
     "PhoneNumber",
     "PreDialCheck",
+    "RateLimitCount",
     "RecipientList",
     "RecipientListRow",
     "User",
