@@ -42,8 +42,13 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # invalidated with the whole pool; the API answers that request 503, workers retry.
     # The pool keeps what a busy process uses at once: a connection beyond it is opened for
     # one checkout and closed after it (2 % of the API's CPU at saturation with 10 kept).
-    overflow = max(1, pool_size // 2)
-    return create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_overflow(pool_size))
+
+
+def pool_overflow(pool_size: int) -> int:
+    """The connections a PostgreSQL pool of `pool_size` opens beyond it, each for one
+    checkout."""
+    return max(1, pool_size // 2)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -20,7 +20,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from outdial.database import create_engine, create_sessionmaker, write_alone, write_alone_first
+from outdial.database import (
+    create_engine,
+    create_sessionmaker,
+    pool_overflow,
+    write_alone,
+    write_alone_first,
+)
 from outdial.models import RateLimitCount
 
 WINDOW_SECONDS = 60
@@ -139,7 +145,7 @@ class SharedRateLimiter(RateLimiter):
         (at worst a request whose count committed as its connection died is counted
         twice), so a restart costs the API's requests no more 503s than the app's pool."""
         params = {"key_id": key_id, "minute": minute}
-        for _ in range(POOL_SIZE + self.engine.pool._max_overflow):  # type: ignore[attr-defined]
+        for _ in range(POOL_SIZE + pool_overflow(POOL_SIZE)):
             try:
                 return await self._upsert(params)
             except DBAPIError as exc:
