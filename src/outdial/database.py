@@ -31,8 +31,11 @@ from starlette.requests import Request
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+def create_engine(url: str, *, pool_size: int = 20, durable: bool = True) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    `durable=False` (PostgreSQL): its commits do not wait for the WAL to reach the disk
+    (`synchronous_commit = off`), for what a crash may lose the last moment of."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -42,7 +45,10 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # invalidated with the whole pool; the API answers that request 503, workers retry.
     # The pool keeps what a busy process uses at once: a connection beyond it is opened for
     # one checkout and closed after it (2 % of the API's CPU at saturation with 10 kept).
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_overflow(pool_size))
+    settings = {} if durable else {"server_settings": {"synchronous_commit": "off"}}
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_overflow(pool_size), connect_args=settings
+    )
 
 
 def pool_overflow(pool_size: int) -> int:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from tests.support import Tenant, database_restart
 
 from outdial.app import create_app
 from outdial.auth import service as auth_service
 from outdial.auth.rate_limit import rate_limiter_for
 from outdial.config import Settings
+from outdial.database import read_alone
 
 TIERS = {"development": 100, "production": 1000, "tiny": 3}
 MINUTE_START = 60 * 29_000_000
@@ -164,6 +166,17 @@ async def test_a_database_restart_costs_the_count_no_refusal_of_its_own(
     # Counted once each, the 503 not at all (its key was never read).
     counted = 1 + statuses.count(200) + 1
     assert quota(await tenant.get("/assistants"))[1] == 100 - counted
+
+
+async def test_the_count_does_not_wait_for_the_disk(limited: Limited, backend: str) -> None:
+    """A count is a commit on every request: it does not wait for the WAL to be flushed
+    (what a crash may lose is the last moment's counts); the app's own commits do."""
+    if backend == "sqlite":
+        pytest.skip("the count is in memory on SQLite")
+    show = text("SHOW synchronous_commit")
+    (counting,) = await read_alone(limited.app.state.rate_limiter.sessionmaker, show)
+    (serving,) = await read_alone(limited.app.state.sessionmaker, show)
+    assert (counting.synchronous_commit, serving.synchronous_commit) == ("off", "on")
 
 
 async def test_each_key_counts_on_its_own(limited: Limited) -> None:
