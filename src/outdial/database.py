@@ -35,7 +35,7 @@ def create_engine(url: str, *, pool_size: int = 20, durable: bool = True) -> Asy
     """Create the async engine; SQLite gets WAL, foreign keys and a busy timeout.
 
     `durable=False` (PostgreSQL): its commits do not wait for the WAL to reach the disk
-    (`synchronous_commit = off`), for what a crash may lose the last moment of."""
+    (`synchronous_commit = off`), for writes whose last moment a crash may lose."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
