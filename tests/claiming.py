@@ -61,7 +61,8 @@ async def claimed_for_later(service: Service, campaign_id: str) -> list[Any]:
     async with write_transaction(service.app.state.sessionmaker) as session:
         locked = await claiming.lock_running_campaign(session, campaign_id)
         assert isinstance(locked, claiming.Claimable)
-        return await claiming.claim(session, locked, "test", later, timedelta(seconds=30))
+        secrets = service.app.state.carriers.call_secrets
+        return await claiming.claim(session, locked, "test", later, timedelta(seconds=30), secrets)
 
 
 def a_sender(service: Service) -> Sender:

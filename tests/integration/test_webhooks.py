@@ -125,8 +125,9 @@ async def ringing_calls(
 async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
     app: FastAPI, tenant: Tenant
 ) -> None:
-    """A call's first callbacks often arrive at once (answered, then completed at once for
-    a short call): they share one read of the call's secret and provider."""
+    """A call made before secrets were derived has a random one: its first callbacks often
+    arrive at once (answered, then completed at once for a short call), and they share one
+    read of the call's secret hash and provider."""
     secret = "one-secret"
     ids = await ringing_calls(app, tenant, 2, secret)
     sessionmaker = app.state.sessionmaker
@@ -151,6 +152,54 @@ async def test_callbacks_of_one_call_that_arrive_together_read_it_once(
         assert reads == 1
         assert await asyncio.gather(check(ids[1], "wrong"), check(ids[1])) == [False, True]
         assert reads == 1  # kept after the first read
+    finally:
+        event.remove(pool, "checkout", checked_out)
+
+
+async def test_a_derived_secret_is_checked_without_reading_the_call(
+    app: FastAPI, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """The secret names the caller number and is an HMAC of the call: the verifier reads
+    neither the call nor (once kept) the number's token, and refuses the secret of another
+    call, another provider or another number, and anything that only looks like one."""
+    ids = await ringing_calls(app, tenant, 2, "unused")
+    async with app.state.sessionmaker() as session:
+        mine = str(await session.scalar(select(Call.phone_number_id).where(Call.id == ids[0])))
+    theirs = (await other_tenant.phone_number())["id"]
+    carriers = app.state.carriers
+    secrets = carriers.call_secrets
+    secret, _hash = secrets.new(ids[0], "twilio", mine)
+    sessionmaker = app.state.sessionmaker
+    reads = 0
+
+    def checked_out(*_args: Any) -> None:
+        nonlocal reads
+        reads += 1
+
+    verifier = Verifier(sessionmaker)
+
+    def check(call_id: str, provider: str, with_secret: str) -> Awaitable[bool]:
+        return verifier.verify(carriers, call_id, provider, with_secret, lambda _token: True)
+
+    assert await check(ids[0], "twilio", secret)  # reads the number's token once
+    pool = sessionmaker.kw["bind"].sync_engine.pool
+    event.listen(pool, "checkout", checked_out)
+    try:
+        assert await check(ids[0], "twilio", secret)
+        assert reads == 0
+        mac = secret.partition(".")[2]
+        for call_id, provider, wrong in (
+            (ids[1], "twilio", secret),  # another call's
+            (ids[0], "vobiz", secret),  # another provider's
+            (ids[0], "twilio", f"{theirs}.{mac}"),  # another number named, the MAC kept
+            (ids[0], "twilio", secrets.new(ids[0], "twilio", theirs)[0][:-1] + "A"),
+            (ids[0], "twilio", f"{mine}."),
+            (ids[0], "twilio", "."),
+            (ids[0], "twilio", f"{mine}.{mac}\u00e9"),
+            (ids[0], "twilio", f"../{mine}.{mac}"),
+        ):
+            assert not await check(call_id, provider, wrong), (call_id, provider, wrong)
+        assert reads == 0
     finally:
         event.remove(pool, "checkout", checked_out)
 

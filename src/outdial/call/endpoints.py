@@ -94,7 +94,8 @@ async def create_call(
     settings = dialer_settings(request.app.state.settings)
     region = request.app.state.settings.default_region
     daily_cap = request.app.state.settings.max_calls_per_number_per_day
-    job = await service.create(session, user_id, body, region, settings.lease, daily_cap)
+    secrets = request.app.state.carriers.call_secrets
+    job = await service.create(session, user_id, body, region, settings.lease, secrets, daily_cap)
     await session.commit()  # the call and its key's claim: a retry from now on dials nothing
     sessionmaker = request.app.state.sessionmaker
     await Sender(sessionmaker, request.app.state.carriers, settings).send(job)

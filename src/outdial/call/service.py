@@ -16,7 +16,7 @@ from outdial.call import repository
 from outdial.call.schemas import CallCreate, CallUpdate
 from outdial.campaign.service import amd_timeout
 from outdial.dialer import control
-from outdial.dialer.claim import DialJob, new_secret
+from outdial.dialer.claim import DialJob
 from outdial.do_not_call import service as do_not_call
 from outdial.errors import Conflict, Invalid, NotFound
 from outdial.ids import new_id
@@ -25,6 +25,7 @@ from outdial.models.call import LIVE_STATUSES
 from outdial.phones import InvalidPhoneNumber, normalize_e164
 from outdial.repository import get_owned
 from outdial.schemas import Page
+from outdial.secrets_store import CallSecrets
 from outdial.telephony.registry import Carriers
 from outdial.voice import notice
 from outdial.voice import transfer as voice_transfer
@@ -55,6 +56,7 @@ async def create(
     body: CallCreate,
     region: str,
     lease: timedelta,
+    call_secrets: CallSecrets,
     daily_cap: int | None = None,
 ) -> DialJob:
     """Open the call row (the dial happens after commit); 409 if that person is on a call,
@@ -76,9 +78,10 @@ async def create(
         raise Invalid(["body", "to_number"], str(exc)) from None
     now = utcnow()
     await _check_allowed(session, user_id, to_number, now, daily_cap)
-    secret, secret_hash = new_secret()
+    call_id = new_id("call")
+    secret, secret_hash = call_secrets.new(call_id, number.provider, number.id)
     call = Call(
-        id=new_id("call"),
+        id=call_id,
         user_id=user_id,
         phone_number_id=number.id,
         assistant_id=assistant_id,

@@ -12,8 +12,6 @@ transaction. SQLite (one process) runs the same statements without the locks.
 from __future__ import annotations
 
 import functools
-import hashlib
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -31,6 +29,7 @@ from outdial.ids import new_id
 from outdial.models import Assistant, Call, Campaign, CampaignCount, CampaignRecipient, PhoneNumber
 from outdial.models.pre_dial_check import PreDialCheck
 from outdial.pre_dial.service import PreDialRequest
+from outdial.secrets_store import CallSecrets
 from outdial.webhook import events as webhook_events
 
 PACING_HORIZON = timedelta(seconds=2)
@@ -64,11 +63,8 @@ class Dial:
     machine_detection_timeout: int
     window: hours.Window | None
     pre_dial: bool  # the account has a pre-dial check
-
-
-def new_secret() -> tuple[str, str]:
-    secret = secrets.token_urlsafe(24)
-    return secret, hashlib.sha256(secret.encode()).hexdigest()
+    lease_expires_at: datetime
+    call_secrets: CallSecrets
 
 
 CLAIM_LOCKS = 0x6F64  # the advisory-lock namespace of claims (the key is the campaign id's hash)
@@ -236,6 +232,7 @@ async def claim(
     worker_id: str,
     now: datetime,
     lease: timedelta,
+    call_secrets: CallSecrets,
     *,
     daily_cap: int = 0,
 ) -> list[DialJob]:
@@ -254,7 +251,13 @@ async def claim(
     window = hours.parse(campaign.calling_hours)
     deltas: dict[str, int] = {}
     jobs: list[DialJob] = []
-    dial = Dial(amd_timeout(campaign, claimable.assistant), window, claimable.pre_dial)
+    dial = Dial(
+        amd_timeout(campaign, claimable.assistant),
+        window,
+        claimable.pre_dial,
+        now + lease,
+        call_secrets,
+    )
     ended: list[int] = []
     more = paced
     waiting = [status for status in ("retry_scheduled", "pending") if counts[status]]
@@ -263,7 +266,7 @@ async def claim(
         ready = await _dialable(session, campaign, window, recipients, now, deltas, daily_cap)
         ended += [r.id for r in recipients if r.status in ("skipped", "expired")]
         jobs += [
-            _open_call(session, campaign, number, recipient, worker_id, now, lease, at, dial)
+            _open_call(session, campaign, number, recipient, worker_id, now, at, dial)
             for recipient, at in zip(ready, pace(number, len(ready), now), strict=True)
         ]
         await session.flush()  # the next batch's query must see these changes
@@ -367,17 +370,17 @@ def _open_call(
     recipient: CampaignRecipient,
     worker_id: str,
     now: datetime,
-    lease: timedelta,
     dial_at: datetime,
     dial: Dial,
 ) -> DialJob:
     """The attempt's call, created as of `now`: the moment the claim checked the schedule,
     the calling hours and the daily cap (not when the row reached the database), so a call
     claimed just before the schedule's end never shows a later time."""
-    secret, secret_hash = new_secret()
+    call_id = new_id("call")
+    secret, secret_hash = dial.call_secrets.new(call_id, number.provider, number.id)
     recipient.attempts += 1
     call = Call(
-        id=new_id("call"),
+        id=call_id,
         user_id=campaign.user_id,
         campaign_id=campaign.id,
         recipient_id=recipient.id,
@@ -391,7 +394,7 @@ def _open_call(
         status="queued",
         secret_hash=secret_hash,
         lease_owner=worker_id,
-        lease_expires_at=now + lease,
+        lease_expires_at=dial.lease_expires_at,
         created_at=now,
     )
     session.add(call)

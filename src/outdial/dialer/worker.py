@@ -149,6 +149,7 @@ class Dialer:
                     self.name,
                     now,
                     self.settings.lease,
+                    self.carriers.call_secrets,
                     daily_cap=self.settings.daily_cap,
                 )
         except IntegrityError:

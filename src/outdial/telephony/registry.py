@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from outdial.models import PhoneNumber
-from outdial.secrets_store import CredentialBox
+from outdial.secrets_store import CallSecrets, CredentialBox
 from outdial.telephony import twilio, vobiz
 from outdial.telephony.base import Provider
 
@@ -21,6 +21,7 @@ class Carriers:
         self, box: CredentialBox, client: httpx.AsyncClient, simulator_url: str | None
     ) -> None:
         self._box = box
+        self.call_secrets = CallSecrets(box)  # the secret in each call's URLs
         self._client = client
         self._simulator_url = simulator_url.rstrip("/") if simulator_url else None
         self._credentials: dict[tuple[str, Any], dict[str, str]] = {}

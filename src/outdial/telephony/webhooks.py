@@ -34,6 +34,7 @@ from outdial.dialer.sender import callback_base
 from outdial.dialer.store import calls
 from outdial.ids import is_well_formed
 from outdial.models import PhoneNumber, utcnow
+from outdial.secrets_store import CallSecrets
 from outdial.telephony import twilio, vobiz, voicemail
 from outdial.telephony.base import CallEvent as Event
 from outdial.telephony.base import CallState, Verdict
@@ -76,9 +77,11 @@ _CALL_PASS = select(calls.c.provider, calls.c.secret_hash, calls.c.phone_number_
 class Verifier:
     """Checks callbacks against the call's secret and the provider's signature.
 
-    A call's secret hash and provider never change, so they are kept (a bounded LRU) after
-    the first callback reads them: the next callbacks of the call cost no database read.
-    Callbacks of one call that arrive together share the one read in flight.
+    A call's secret is an HMAC of the call (`secrets_store.CallSecrets`) naming its caller
+    number: checking it reads nothing, in every API process. A call made before secrets were
+    derived has a random one, checked against the hash on its row; that row's secret hash and
+    provider never change, so they are kept (a bounded LRU) after the first callback reads
+    them, and callbacks of one call that arrive together share the one read in flight.
     Each number's auth token is kept too; a signature that fails with a kept token is
     checked once more against the token in the database (the user may have rotated it).
     """
@@ -95,17 +98,27 @@ class Verifier:
     ) -> bool:
         if not is_well_formed(call_id):
             return False
-        known = await self._call(call_id)
-        if known is None or known.provider != provider or known.phone_number_id is None:
+        if CallSecrets.is_derived(secret):
+            phone_number_id = carriers.call_secrets.phone_number_of(call_id, provider, secret)
+        else:
+            phone_number_id = await self._stored_secret(call_id, provider, secret)
+        if phone_number_id is None:
             return False
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        if known.secret_hash is None or not hmac.compare_digest(digest, known.secret_hash):
-            return False
-        token = self._tokens.get(known.phone_number_id)
+        token = self._tokens.get(phone_number_id)
         if token is not None and signed(token):
             return True
-        fresh = await self._token(carriers, known.phone_number_id)
+        fresh = await self._token(carriers, phone_number_id)
         return fresh is not None and fresh != token and signed(fresh)
+
+    async def _stored_secret(self, call_id: str, provider: str, secret: str) -> str | None:
+        """The caller number of a call made before secrets were derived, if `secret` is its."""
+        known = await self._call(call_id)
+        if known is None or known.provider != provider or known.phone_number_id is None:
+            return None
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if known.secret_hash is None or not hmac.compare_digest(digest, known.secret_hash):
+            return None
+        return known.phone_number_id
 
     async def _call(self, call_id: str) -> CallPass | None:
         known = self._calls.get(call_id)
