@@ -181,6 +181,32 @@ async def test_the_count_does_not_wait_for_the_disk(limited: Limited, backend: s
     assert serving.source != "client"
 
 
+async def test_minutes_before_the_last_are_forgotten_beside_the_requests(
+    limited: Limited, backend: str
+) -> None:
+    """Entering a new minute, a process deletes the counts of the minutes before the last,
+    in a task of its own: the request that noticed the new minute does not wait for it."""
+    if backend == "sqlite":
+        pytest.skip("the count is in memory on SQLite")
+    limiter = limited.app.state.rate_limiter
+    tenant = await limited.tenant("development")
+    minutes = text("SELECT minute FROM rate_limit_counts WHERE key_id = :key ORDER BY minute")
+    first = int(NOW // 60)
+    for minute in range(3):
+        limited.clock.now = NOW + 60 * minute
+        assert (await tenant.get("/assistants")).status_code == 200
+        if limiter._forgetting is not None:
+            await limiter._forgetting
+        kept = await read_alone(limiter.sessionmaker, minutes, {"key": tenant.key_id})
+        assert [row.minute for row in kept] == [
+            first + m for m in range(max(0, minute - 1), minute + 1)
+        ]
+    # The same minute again: nothing more to forget, no task.
+    forgetting = limiter._forgetting
+    assert (await tenant.get("/assistants")).status_code == 200
+    assert limiter._forgetting is forgetting
+
+
 async def test_each_key_counts_on_its_own(limited: Limited) -> None:
     tenant = await limited.tenant()
     for _ in range(4):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outdial.auth.rate_limit import Quota, RateLimiter
+from outdial.auth.rate_limit import MemoryRateLimiter, Quota
 
 MINUTE_START = 60 * 29_000_000  # a window boundary, as Unix time
 TIERS = {"development": 100, "production": 1000, "tiny": 2}
@@ -18,7 +18,7 @@ class Clock:
 
 def test_a_key_is_refused_past_its_limit_until_the_minute_ends() -> None:
     clock = Clock(MINUTE_START + 15.5)
-    limiter = RateLimiter(TIERS, "production", clock)
+    limiter = MemoryRateLimiter(TIERS, "production", clock)
     quotas = [limiter.count("key_a", "tiny") for _ in range(4)]
     assert [q.exceeded for q in quotas] == [False, False, True, True]
     assert quotas[-1].reset == MINUTE_START + 60
@@ -31,14 +31,14 @@ def test_a_key_is_refused_past_its_limit_until_the_minute_ends() -> None:
 
 
 def test_keys_count_separately() -> None:
-    limiter = RateLimiter(TIERS, "production", Clock(MINUTE_START))
+    limiter = MemoryRateLimiter(TIERS, "production", Clock(MINUTE_START))
     for _ in range(3):
         limiter.count("key_a", "tiny")
     assert not limiter.count("key_b", "tiny").exceeded
 
 
 def test_a_key_without_a_known_tier_gets_the_default_tier() -> None:
-    limiter = RateLimiter(TIERS, "development", Clock(MINUTE_START))
+    limiter = MemoryRateLimiter(TIERS, "development", Clock(MINUTE_START))
     assert limiter.count("key_a", None).limit == 100
     assert limiter.count("key_b", "removed-from-settings").limit == 100
     assert limiter.count("key_c", "production").limit == 1000
