@@ -10,7 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, inspect, select, text
 from tests.dialing import Service
 from tests.support import numbers
 
@@ -41,8 +41,23 @@ async def test_downgrading_the_counter_shards_folds_them_into_one_row_per_key(
     """Migration 0007's downgrade: every key's shards summed into one row, nothing lost."""
     tenant = await service.tenant()
     campaign = await tenant.campaign(recipients=[{"phone_number": n} for n in numbers(3)])
-    spread = [("pending", 5, 2), ("pending", 9, -1), ("completed", 7, 4), ("completed", 8, -4)]
     async with write_transaction(service.app.state.sessionmaker) as session:
+        # The campaign's creation wrote its counts in its connection's shard: spread the
+        # extra rows over shards it left free, so none collides with them.
+        taken = set(
+            (
+                await session.execute(
+                    select(CampaignCount.shard).where(CampaignCount.campaign_id == campaign["id"])
+                )
+            ).scalars()
+        )
+        free = [shard for shard in range(campaign_repository.COUNT_SHARDS) if shard not in taken]
+        spread = [
+            ("pending", free[0], 2),
+            ("pending", free[1], -1),
+            ("completed", free[2], 4),
+            ("completed", free[3], -4),
+        ]
         await session.execute(
             insert(CampaignCount),
             [
