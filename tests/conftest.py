@@ -17,6 +17,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 
 from outdial.app import create_app
 from outdial.auth import service as auth_service
@@ -25,6 +26,11 @@ from tests.support import Tenant, admin_url_database, create_database, drop_data
 
 POSTGRES_URL = os.environ.get("OUTDIAL_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("OUTDIAL_REQUIRE_POSTGRES") == "1"
+
+# No per-example deadline: on a busy machine one example can wait a quarter of a second for
+# the CPU, and a property is about what holds, not how fast (benchmarks measure that).
+hypothesis_settings.register_profile("outdial", deadline=None)
+hypothesis_settings.load_profile("outdial")
 
 
 def _backends() -> list[Any]:

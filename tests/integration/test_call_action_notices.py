@@ -113,8 +113,9 @@ async def test_a_url_that_never_answers_does_not_stop_the_hang_up(
     checked(received, call, "hang_up")
     assert call["status"] == "completed"
     assert await hung_up_through_provider(service, call["id"])
-    # The goodbye (~0.3 s) plays beside the notice; the call ends within about the timeout.
-    assert ended_at(call) - wall(received) < 1.0 + 2.0
+    # The goodbye (~0.3 s) plays beside the notice; the call ends within about the timeout
+    # (with room for a busy machine, well short of the reaper's 10 s for a silent call).
+    assert ended_at(call) - wall(received) < 1.0 + 5.0
 
 
 async def test_a_url_that_never_answers_delays_a_transfer_by_its_timeout_only(
@@ -133,7 +134,7 @@ async def test_a_url_that_never_answers_delays_a_transfer_by_its_timeout_only(
     seen = (await service.http.get(f"/_simulator/_sim/calls/{call['provider_call_sid']}")).json()
     assert seen["transferred_to"] == TRANSFER_TO
     # The transfer waited for the notice's timeout (not for an answer), then went ahead.
-    assert 1.5 - 0.2 < ended_at(call) - wall(received) < 1.5 + 2.5
+    assert 1.5 - 0.2 < ended_at(call) - wall(received) < 1.5 + 5.0
 
 
 async def test_no_notice_without_a_webhook_url(service: Service) -> None:

@@ -91,6 +91,10 @@ def quota(response: httpx.Response) -> tuple[int, int, int]:
 
 
 async def test_every_authenticated_answer_carries_the_headers(tenant: Tenant) -> None:
+    # These requests count on the real clock: keep them inside one minute (a new minute
+    # counts from the top, and its reset is a minute later).
+    if time.time() % 60 > 50:
+        await asyncio.sleep(60.5 - time.time() % 60)
     assistant = await tenant.assistant()
     answers = [
         await tenant.get("/campaign"),

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from tests.dialing import Service, wait_for
+from tests.conftest import POSTGRES_URL
+from tests.dialing import Service, fresh_database, running_service, wait_for
 from tests.receiver import receiving
 from tests.support import Tenant
 
@@ -29,6 +32,17 @@ from outdial.voice.pipeline import Conversation
 from outdial.webhook import events as webhook_events
 
 SECRET = "s3cret-for-this-call"
+
+
+@pytest.fixture
+async def service(backend: str, tmp_path: Path) -> AsyncIterator[Service]:
+    """The real server, its reaper patient with the calls written here: they have no
+    provider to ask, and a silent one would be ended `lost` while its stream is tested."""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_silence_seconds=600) as running,
+    ):
+        yield running
 
 
 async def live_call(
