@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
+from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
     HUMANS_ONLY,
@@ -18,7 +22,9 @@ from tests.dialing import (
 )
 from tests.support import Tenant, numbers
 
+from outdial.campaign import lifecycle
 from outdial.campaign.state import RECIPIENT_FINAL
+from outdial.database import write_transaction
 from outdial.dialer import sender
 from outdial.models import Call
 
@@ -118,6 +124,32 @@ async def test_pause_stops_new_dials_at_once(service: Service) -> None:
     assert paused["status"] == "paused"
     assert paused["counts"]["calls_placed"] == placed_when_paused
     assert paused["counts"]["pending"] == 40 - placed_when_paused
+
+
+async def test_a_dial_at_its_gate_as_a_pause_is_written_is_not_placed(
+    service: Service, backend: str
+) -> None:
+    """The gate and a pause meet on the campaign's row: a dial that reaches its gate while a
+    pause is being written waits for it and is refused, so the pause's wait for dials on
+    their way to the provider (`control.settle`) cannot miss one the pause let through."""
+    if backend != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite writes one at a time)")
+    tenant, campaign, _ = await waiting_for_the_window(service, 1)
+    (job,) = await claimed_for_later(service, campaign["id"])
+    job = replace(job, dial_at=datetime.now(UTC), window=None)  # its moment, now
+    async with write_transaction(service.app.state.sessionmaker) as pausing:
+        await lifecycle.pause(pausing, tenant.user_id, campaign["id"])
+        await pausing.flush()
+        sending = asyncio.ensure_future(a_sender(service).send(job))
+        await asyncio.sleep(0.5)
+        assert not sending.done()  # the gate waits for the pause being written
+    assert await asyncio.wait_for(sending, 10) is False
+    call = await tenant.ok("GET", f"/calls/{job.call_id}")
+    assert call["status"] == "canceled" and call["ended_reason"] == "campaign_not_running"
+    paused = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
+    assert paused["counts"]["pending"] == 1
+    assert (await service.observed())["created"] == 0
 
 
 async def _placed_at_least(service: Service, count: int) -> bool:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, exists, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import hours
@@ -55,6 +55,20 @@ def callback_base(public_base_url: str, provider: str, call_id: str, secret: str
 
 
 _NOW = bindparam("now", type_=calls.c.dial_started_at.type)
+# The campaign still runs, its row read `FOR SHARE` (PostgreSQL): a pause or stop being
+# written holds the row, so the gate waits for it and then reads what it committed. Read
+# without the lock, the gate would see the row as it was before and let the dial through
+# after the pause had looked for dials on their way (`control.settle`).
+_RUNNING = (
+    select(campaigns.c.id)
+    .where(
+        campaigns.c.id == calls.c.campaign_id,
+        campaigns.c.status == "running",
+        campaigns.c.schedule_end_time.is_(None) | (campaigns.c.schedule_end_time > _NOW),
+    )
+    .with_for_update(read=True)
+    .exists()
+)
 # The dial gate: the call is still queued and undialed, its campaign still runs, and its
 # number is not on the account's do-not-call list.
 _GATE = (
@@ -63,12 +77,7 @@ _GATE = (
         calls.c.id == bindparam("call_id"),
         calls.c.status == "queued",
         calls.c.dial_started_at.is_(None),
-        calls.c.campaign_id.is_(None)
-        | exists().where(
-            campaigns.c.id == calls.c.campaign_id,
-            campaigns.c.status == "running",
-            campaigns.c.schedule_end_time.is_(None) | (campaigns.c.schedule_end_time > _NOW),
-        ),
+        calls.c.campaign_id.is_(None) | _RUNNING,
         ~do_not_call.call_listed(),
     )
     .values(
