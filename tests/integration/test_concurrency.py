@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import TypeVar
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.support import Tenant, numbers
@@ -18,10 +19,10 @@ from outdial.campaign import repository as campaign_repository
 from outdial.campaign.state import COUNT_KEYS
 from outdial.database import write_transaction
 from outdial.dialer import claim as claiming
-from outdial.dialer import store
+from outdial.dialer import reaper, store
 from outdial.dialer.wakeup import Wakeup
 from outdial.dialer.worker import Dialer, dialer_settings
-from outdial.models import CampaignCount, CampaignRecipient
+from outdial.models import Call, CampaignCount, CampaignRecipient, RecipientList, utcnow
 
 T = TypeVar("T")
 
@@ -171,6 +172,77 @@ async def test_claims_exclude_each_other_and_stop_but_not_the_ends_of_calls(
             assert not stopping.done()  # the stop waits for the claim and the end
     stopped = await within(10, stopping)
     assert stopped["status"] == "completed"
+
+
+async def test_a_start_waits_for_an_upload_to_its_list_and_snapshots_what_it_wrote(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """The start's snapshot (two counts and a copy, three statements) reads the list once
+    an upload writing to it has committed: its counts and its rows are the same list."""
+    if backend != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite writes one at a time)")
+    listing = await tenant.recipient_list("phone_number\n" + "\n".join(numbers(3)) + "\n")
+    campaign = await tenant.campaign(recipient_list_id=listing["id"])
+    async with write_transaction(app.state.sessionmaker) as upload:  # an upload, writing
+        await upload.execute(
+            select(RecipientList).where(RecipientList.id == listing["id"]).with_for_update()
+        )
+        await upload.execute(
+            text(
+                "UPDATE recipient_list_rows SET phone_number = '+14155550100' "
+                "WHERE list_id = :id AND position = "
+                "(SELECT min(position) FROM recipient_list_rows WHERE list_id = :id)"
+            ),
+            {"id": listing["id"]},
+        )
+        starting = asyncio.ensure_future(tenant.ok("POST", f"/campaign/{campaign['id']}/start"))
+        await asyncio.sleep(0.5)
+        assert not starting.done()  # the start waits for the upload
+    started = await asyncio.wait_for(starting, 10)
+    assert started["status"] == "running" and started["counts"]["pending"] == 3
+    rows = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
+    assert "+14155550100" in {row["phone_number"] for row in rows}  # what the upload wrote
+
+
+async def test_the_reaper_leaves_a_dial_its_sender_heard_of_as_it_came_for_it(
+    app: FastAPI, tenant: Tenant, backend: str
+) -> None:
+    """A dial gone a minute past its lease with no word from the provider is ended `lost`,
+    but only if that still holds once the reaper has its row: the sender that records the
+    provider's id just then keeps its call (and its slot) live."""
+    if backend != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite writes one at a time)")
+    campaign = await tenant.campaign(recipients=[{"phone_number": numbers(1)[0]}])
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")  # no dialer in this app
+    sessionmaker = app.state.sessionmaker
+    now = utcnow()
+    async with write_transaction(sessionmaker) as session:
+        locked = await claiming.lock_running_campaign(session, campaign["id"])
+        assert isinstance(locked, claiming.Claimable)
+        secrets = app.state.carriers.call_secrets
+        (job,) = await claiming.claim(session, locked, "test", now, timedelta(seconds=30), secrets)
+    long_ago = now - timedelta(seconds=90)  # past lease + patience, not yet a silent call
+    async with write_transaction(sessionmaker) as session:
+        await session.execute(
+            update(Call)
+            .where(Call.id == job.call_id)
+            .values(dial_started_at=long_ago, lease_expires_at=long_ago)
+        )
+    async with write_transaction(sessionmaker) as sending:  # the provider's answer, recorded
+        await sending.execute(select(Call.id).where(Call.id == job.call_id).with_for_update())
+        reaping = asyncio.ensure_future(reaper.reap(sessionmaker, app.state.carriers, utcnow()))
+        await asyncio.sleep(0.5)
+        assert not reaping.done()  # it found the call, and waits for its row
+        await sending.execute(
+            update(Call)
+            .where(Call.id == job.call_id)
+            .values(provider_call_sid="CA0123", status="initiated", lease_expires_at=None)
+        )
+    await asyncio.wait_for(reaping, 10)
+    call = await tenant.ok("GET", f"/calls/{job.call_id}")
+    assert call["status"] == "initiated" and call["ended_reason"] is None
+    counted = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert counted["counts"]["calls_active"] == 1
 
 
 async def test_a_worker_leaves_a_campaign_another_is_claiming_to_it(

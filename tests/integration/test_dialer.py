@@ -27,6 +27,7 @@ from outdial.campaign.state import RECIPIENT_FINAL
 from outdial.database import write_transaction
 from outdial.dialer import sender
 from outdial.models import Call
+from outdial.models.call import LIVE_STATUSES
 
 
 async def campaign_of(tenant: Tenant, count: int, **fields: Any) -> dict[str, Any]:
@@ -150,6 +151,60 @@ async def test_a_dial_at_its_gate_as_a_pause_is_written_is_not_placed(
     assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
     assert paused["counts"]["pending"] == 1
     assert (await service.observed())["created"] == 0
+
+
+async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service) -> None:
+    """A dial the provider answered with 429 waits and is sent again, unless the campaign
+    was paused meanwhile: the gate's checks run again before each send, and the attempt,
+    never placed, is given back."""
+    await service.scenario(**HUMANS_ONLY, rate_limit_rate=1.0)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+    await wait_for(lambda: _refused_at_least(service, 1))
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
+    refused = (await service.observed())["rate_limited"]
+
+    async def given_back() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls if calls and calls[0]["status"] == "canceled" else None
+
+    (call,) = await wait_for(given_back, timeout=20)
+    assert call["ended_reason"] == "campaign_not_running"
+    (person,) = await all_recipients(tenant, campaign["id"])
+    assert person["status"] == "pending" and person["attempts"] == 0
+    await asyncio.sleep(2)  # longer than the first back-offs: no send comes after all
+    seen = await service.observed()
+    assert seen["rate_limited"] == refused and seen["created"] == 0
+    paused = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
+
+
+async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
+    service: Service,
+) -> None:
+    """`PATCH /calls/{id}` hangup on a call not yet with the provider (here: backing off
+    after a 429) is carried out as soon as the provider has it."""
+    ringing_long = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    await service.scenario(**ringing_long, rate_limit_rate=1.0)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+    await wait_for(lambda: _refused_at_least(service, 1))
+    (queued,) = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert queued["status"] == "queued"
+    await tenant.ok("PATCH", f"/calls/{queued['id']}", json={"action": "hangup"})
+    await service.scenario(**ringing_long)  # the next send is taken
+
+    async def ended() -> Any:
+        call = await tenant.ok("GET", f"/calls/{queued['id']}")
+        return call if call["status"] not in LIVE_STATUSES else None
+
+    call = await wait_for(ended, timeout=15)  # not the 30 s it would ring
+    assert call["provider_call_sid"]
+    assert (await service.observed())["created"] == 1
+
+
+async def _refused_at_least(service: Service, count: int) -> bool:
+    return bool((await service.observed())["rate_limited"] >= count)
 
 
 async def _placed_at_least(service: Service, count: int) -> bool:

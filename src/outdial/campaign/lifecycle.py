@@ -37,8 +37,13 @@ async def start(session: AsyncSession, user_id: str, campaign_id: str) -> Campai
     if campaign.schedule_end_time is not None and campaign.schedule_end_time <= now:
         raise Conflict("Campaign cannot start: its scheduleEndTime has passed")
     list_id = campaign.recipient_list_id
-    if list_id is not None and await session.get(RecipientList, list_id) is not None:
-        deltas = await repository.snapshot_list(session, campaign, list_id)
+    # The list's row FOR SHARE: an upload or a delete of the list (which hold it FOR UPDATE)
+    # finishes before the snapshot's counts and copy begin, and waits for them after.
+    attached = None
+    if list_id is not None:
+        attached = await session.get(RecipientList, list_id, with_for_update={"read": True})
+    if attached is not None:
+        deltas = await repository.snapshot_list(session, campaign, attached.id)
         await repository.add_counts(session, campaign.id, deltas)
     counts = (await repository.read_counts(session, [campaign.id]))[campaign.id]
     if counts["total"] == 0:

@@ -65,12 +65,12 @@ async def hang_up(
             )
         ).all()
     results = await asyncio.gather(
-        *(_hang_up_one(carriers, number, str(sid)) for _id, sid, number in rows)
+        *(hang_up_one(carriers, number, str(sid)) for _id, sid, number in rows)
     )
     return sum(results)
 
 
-async def _hang_up_one(carriers: Carriers, number: PhoneNumber, provider_call_id: str) -> bool:
+async def hang_up_one(carriers: Carriers, number: PhoneNumber, provider_call_id: str) -> bool:
     try:
         await carriers.for_number(number).hangup(provider_call_id)
     except DialError as exc:

@@ -9,6 +9,7 @@ scheduleEndTime expire; campaigns with nothing left to dial complete.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -94,18 +95,35 @@ async def _end_unconfirmed_dials(
         )
         .limit(BATCH),
     )
-    return await _finish_each(sessionmaker, ids, CallState.FAILED, now, "lost")
+
+    def still_unconfirmed(call: store.CallRow) -> bool:  # (the sender may have just heard)
+        return (
+            call.status == "queued"
+            and call.provider_call_sid is None
+            and call.lease_expires_at is not None
+            and call.lease_expires_at < now - grace
+        )
+
+    return await _finish_each(sessionmaker, ids, CallState.FAILED, now, "lost", still_unconfirmed)
 
 
 async def _finish_each(
-    sessionmaker: Sessions, ids: list[str], state: CallState, now: datetime, reason: str
+    sessionmaker: Sessions,
+    ids: list[str],
+    state: CallState,
+    now: datetime,
+    reason: str,
+    still: Callable[[store.CallRow], bool] = lambda _call: True,
 ) -> set[str]:
+    """End each call, if what selected it (`still`) holds of it once locked."""
     woken = set()
     for call_id in ids:
         async with write_transaction(sessionmaker) as session:
             call = await store.lock_call(session, call_id)
-            if call is not None and await store.finish_call(
-                session, call, state, now, reason=reason
+            if (
+                call is not None
+                and still(call)
+                and await store.finish_call(session, call, state, now, reason=reason)
             ):
                 woken.add(call.campaign_id or "")
     return woken - {""}

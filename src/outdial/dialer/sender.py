@@ -11,13 +11,14 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from outdial.campaign import hours
-from outdial.database import read_alone, run, write_alone, write_transaction
-from outdial.dialer import store
+from outdial.database import read_alone, run, write_alone, write_alone_first, write_transaction
+from outdial.dialer import control, store
 from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
 from outdial.dialer.store import calls, campaigns
@@ -50,6 +51,16 @@ class DialerSettings:
     daily_cap: int = 0  # calls per number per account in 24 hours; 0: no cap
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a dial was not sent: the call's reason, the recipient's (default: the same), and
+    the recipient's final status when it ends there (`skipped`) rather than waits."""
+
+    reason: str
+    detail: str | None = None
+    final: str | None = None
+
+
 def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
     return f"{public_base_url.rstrip('/')}/telephony/{provider}/{call_id}/{secret}"
 
@@ -69,23 +80,31 @@ _RUNNING = (
     .with_for_update(read=True)
     .exists()
 )
-# The dial gate: the call is still queued and undialed, its campaign still runs, and its
-# number is not on the account's do-not-call list.
-_GATE = (
-    update(calls)
-    .where(
-        calls.c.id == bindparam("call_id"),
-        calls.c.status == "queued",
-        calls.c.dial_started_at.is_(None),
-        calls.c.campaign_id.is_(None) | _RUNNING,
-        ~do_not_call.call_listed(),
+_LEASE = bindparam("lease_until", type_=calls.c.lease_expires_at.type)
+
+
+def _while_dialable(unsent: ColumnElement[bool], **values: Any) -> Update:
+    """An UPDATE of the call (its lease renewed) that succeeds only while the call may be
+    dialed: still queued and `unsent`, its campaign still running, its number not on the
+    account's do-not-call list."""
+    return (
+        update(calls)
+        .where(
+            calls.c.id == bindparam("call_id"),
+            calls.c.status == "queued",
+            unsent,
+            calls.c.campaign_id.is_(None) | _RUNNING,
+            ~do_not_call.call_listed(),
+        )
+        .values(lease_expires_at=_LEASE, updated_at=_NOW, **values)
     )
-    .values(
-        dial_started_at=_NOW,
-        lease_expires_at=bindparam("lease_until", type_=calls.c.lease_expires_at.type),
-        updated_at=_NOW,
-    )
-)
+
+
+# The dial gate: the call has not been through it yet, and may be dialed.
+_GATE = _while_dialable(calls.c.dial_started_at.is_(None), dial_started_at=_NOW)
+# Before a dial is sent again (after a 429 or an unreachable provider): still no provider
+# id, and it may still be dialed (the wait may have been long).
+_STILL = _while_dialable(calls.c.provider_call_sid.is_(None))
 # The provider has the call: callbacks may already have moved it past `initiated`.
 _SENT = (
     update(calls)
@@ -103,8 +122,11 @@ _SENT = (
 )
 
 _STATUS = select(calls.c.status).where(calls.c.id == bindparam("call_id"))
-_SENT_STATUS = _SENT.returning(calls.c.status)
-_SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id))
+# (A hang-up asked for while the dial was on its way had no provider id to act on.)
+_SENT_STATUS = _SENT.returning(calls.c.status, calls.c.hangup_requested, calls.c.provider_call_sid)
+_SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id)).returning(
+    calls.c.status, calls.c.hangup_requested, calls.c.provider_call_sid
+)
 
 
 class Sender:
@@ -129,16 +151,19 @@ class Sender:
             decision = await self.pre_dial.allows(job.number.user_id, job.pre_dial)
             if not decision.allowed:
                 reason = decision.reason or "pre_dial: refused"
-                await self._give_back(job, utcnow(), "pre_dial_refused", reason, final="skipped")
+                refusal = Refusal("pre_dial_refused", reason, final="skipped")
+                await self._give_back(job, utcnow(), refusal)
                 return False
         prepared = await self._pass_gate(job)
         if prepared is None:
             return False
         provider, request = prepared
+        may_have_rung = False  # a send answered by an error that does not say "not placed"
         for attempt in range(1, MAX_SEND_TRIES + 1):
             try:
                 provider_call_id = await provider.dial(request)
             except DialError as error:
+                may_have_rung |= error.kind is DialErrorKind.UNAVAILABLE
                 again = error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES
                 if again:
                     await self._back_off(job, error, attempt)
@@ -148,12 +173,33 @@ class Sender:
                     # Its callbacks came: the provider placed the call despite the error.
                     await self._dial_sent(job, None)
                     return True
-                if again:
+                if again and await self._may_send_again(job, may_have_rung):
                     continue
+                if again and not may_have_rung:
+                    return False  # given back: nothing reached the provider
                 await self._dial_failed(job, error)
                 return False
             await self._dial_sent(job, provider_call_id)
             return True
+        return False
+
+    async def _may_send_again(self, job: DialJob, may_have_rung: bool) -> bool:
+        """After the wait, the gate's checks again: the campaign paused, stopped or past its
+        schedule, the calling hours over or the number listed during the wait stop the dial
+        here (a pause waits at most five seconds for dials on their way, `control.settle`,
+        and a back-off may last longer). A dial no send of which can have reached the
+        provider (429s only) is given back as at the gate; one that may have rung is not (the
+        caller ends it)."""
+        now = utcnow()
+        refusal = self._outside_hours(job, now)
+        if refusal is None:
+            params = {"call_id": job.call_id, "now": now, "lease_until": now + self.settings.lease}
+            if await write_alone(self.sessionmaker, _STILL, params) == 1:
+                return True
+            refusal = await self._refusal(job)
+        log.info("dial of %s not sent again: %s", job.call_id, refusal.reason)
+        if not may_have_rung:
+            await self._give_back(job, now, refusal, sent=True)
         return False
 
     async def _placed(self, job: DialJob) -> bool:
@@ -172,36 +218,39 @@ class Sender:
         Checked at the moment of the dial, not when the batch was claimed: one statement.
         """
         now = utcnow()
-        if job.window is not None:
-            wait = hours.check(job.window, job.to_number, now)
-            if wait is not None:  # the pacing delay carried the dial past the window's end
-                await self._give_back(job, now, "outside_calling_hours", wait.reason)
-                return None
-        params = {"call_id": job.call_id, "now": now, "lease_until": now + self.settings.lease}
-        passed = await write_alone(self.sessionmaker, _GATE, params)
-        if passed == 1:
-            return self.carriers.for_number(job.number), self._dial_request(job)
-        async with self.sessionmaker() as session:
-            listed = await do_not_call.is_listed(session, job.number.user_id, job.to_number)
-        if listed:
-            await self._give_back(job, now, "dnc", "dnc", final="skipped")
-        else:
-            await self._give_back(job, now, "campaign_not_running")
+        refusal = self._outside_hours(job, now)  # the pacing delay carried it past the window
+        if refusal is None:
+            params = {"call_id": job.call_id, "now": now, "lease_until": now + self.settings.lease}
+            if await write_alone(self.sessionmaker, _GATE, params) == 1:
+                return self.carriers.for_number(job.number), self._dial_request(job)
+            refusal = await self._refusal(job)
+        await self._give_back(job, now, refusal)
         return None
 
+    @staticmethod
+    def _outside_hours(job: DialJob, now: datetime) -> Refusal | None:
+        wait = hours.check(job.window, job.to_number, now) if job.window is not None else None
+        return Refusal("outside_calling_hours", wait.reason) if wait is not None else None
+
+    async def _refusal(self, job: DialJob) -> Refusal:
+        """Why the gate (or its check before a send again) refused the dial."""
+        async with self.sessionmaker() as session:
+            listed = await do_not_call.is_listed(session, job.number.user_id, job.to_number)
+        return Refusal("dnc", "dnc", final="skipped") if listed else Refusal("campaign_not_running")
+
     async def _give_back(
-        self,
-        job: DialJob,
-        now: datetime,
-        reason: str,
-        detail: str | None = None,
-        *,
-        final: str | None = None,
+        self, job: DialJob, now: datetime, refusal: Refusal, *, sent: bool = False
     ) -> None:
+        """The attempt back to its recipient: a dial that never passed the gate, or (`sent`)
+        one whose every send the provider refused without placing it."""
         async with write_transaction(self.sessionmaker) as session:
             call = await store.lock_call(session, job.call_id)
-            if call is not None and call.dial_started_at is None:
-                await store.release_undialed(session, call, now, reason, detail, final=final)
+            if call is None or call.provider_call_sid is not None:
+                return
+            if call.dial_started_at is None or (sent and call.status == CallState.QUEUED.value):
+                await store.release_undialed(
+                    session, call, now, refusal.reason, refusal.detail, final=refusal.final
+                )
 
     def _dial_request(self, job: DialJob) -> DialRequest:
         return DialRequest(
@@ -234,21 +283,27 @@ class Sender:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
         # provider_call_id None: known only from the callbacks
         params = {"call_id": job.call_id, "now": utcnow(), "sid": provider_call_id}
-        if not job.reset_breaker and await write_alone(self.sessionmaker, _SENT_UNHEARD, params):
-            return  # one statement: the account has no endpoint to tell of `call.started`
-        async with write_transaction(self.sessionmaker) as session:
-            sent = (await run(session, _SENT_STATUS, params)).first()
-            # Ended already: its end wrote `call.started` (`store.finish_call`).
-            if sent is not None and sent.status not in webhook_events.FINAL_STATUSES:
-                await webhook_events.emit_call(
-                    session, job.call_id, "call.started", user_id=job.number.user_id
-                )
-            if job.campaign_id and job.reset_breaker:
-                await session.execute(
-                    update(campaigns)
-                    .where(campaigns.c.id == job.campaign_id)
-                    .values(rejected_in_a_row=0)
-                )
+        sent: Any = None
+        if not job.reset_breaker:
+            # One statement when the account has no endpoint to tell of `call.started`.
+            sent = await write_alone_first(self.sessionmaker, _SENT_UNHEARD, params)
+        if sent is None:
+            async with write_transaction(self.sessionmaker) as session:
+                sent = (await run(session, _SENT_STATUS, params)).first()
+                # Ended already: its end wrote `call.started` (`store.finish_call`).
+                if sent is not None and sent.status not in webhook_events.FINAL_STATUSES:
+                    await webhook_events.emit_call(
+                        session, job.call_id, "call.started", user_id=job.number.user_id
+                    )
+                if job.campaign_id and job.reset_breaker:
+                    await session.execute(
+                        update(campaigns)
+                        .where(campaigns.c.id == job.campaign_id)
+                        .values(rejected_in_a_row=0)
+                    )
+        if sent is not None and sent.hangup_requested and sent.provider_call_sid:
+            # Hung up (a stop with `hangup_active`, `PATCH /calls`) while on its way.
+            await control.hang_up_one(self.carriers, job.number, sent.provider_call_sid)
 
     async def _dial_failed(self, job: DialJob, error: DialError) -> None:
         """The provider refused the dial: end the attempt, and trip the breaker if it keeps on."""
