@@ -266,15 +266,22 @@ async def test_server_processes_listen_each_on_its_own_and_one_that_dies_is_repl
             and any(c.status == psutil.CONN_LISTEN for c in p.net_connections("tcp"))
         ]
 
+    def connections() -> list[int]:
+        return [
+            sum(
+                c.status == psutil.CONN_ESTABLISHED and c.laddr.port == cluster.api_port
+                for c in p.net_connections("tcp")
+            )
+            for p in servers()
+        ]
+
     opened = [await asyncio.open_connection("127.0.0.1", cluster.api_port) for _ in range(40)]
-    await asyncio.sleep(0.5)
-    held = [
-        sum(
-            c.status == psutil.CONN_ESTABLISHED and c.laddr.port == cluster.api_port
-            for c in p.net_connections("tcp")
-        )
-        for p in servers()
-    ]
+    held = connections()
+    for _ in range(100):  # (a busy machine's processes take a while to accept them all)
+        if sum(held) == 40:
+            break
+        await asyncio.sleep(0.1)
+        held = connections()
     for _reader, writer in opened:
         writer.close()
     assert len(held) == 2 and sum(held) == 40 and min(held) >= 8, held  # P(< 8 of 40) ~ 1e-5

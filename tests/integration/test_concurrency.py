@@ -270,7 +270,8 @@ async def test_a_worker_leaves_a_campaign_another_is_claiming_to_it(
             tried.append(campaign_id)
             await super()._claim_campaign(campaign_id)
 
-    settings = replace(dialer_settings(app.state.settings), sweep_seconds=0.5)
+    # (A sweep long enough that the rounds below, on a busy machine, fall within it.)
+    settings = replace(dialer_settings(app.state.settings), sweep_seconds=2.0)
     worker = Watched(app.state.sessionmaker, app.state.carriers, settings, Wakeup())
     worker.wakeup.take()  # a new worker starts with a sweep; not wanted here
 
@@ -290,7 +291,7 @@ async def test_a_worker_leaves_a_campaign_another_is_claiming_to_it(
         assert tried == [running, other, other]  # not running: nobody else is claiming it
         await round_after(worker.wakeup.campaign, running)
         assert tried == [running, other, other, running]  # woken here: its own business
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2.1)
         del tried[:]
         await round_after(worker.wakeup.notified, running)
         assert tried == [running]  # sweep_seconds on, the campaign's NOTIFYs count again
