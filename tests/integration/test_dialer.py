@@ -179,6 +179,29 @@ async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service
     assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
 
 
+async def test_a_dial_refused_for_rate_on_every_try_keeps_its_attempt(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """429 on every try: the call was never placed, so the attempt is given back (and the
+    recipient dialed again later), not spent."""
+    monkeypatch.setattr(sender, "MAX_SEND_TRIES", 2)
+    await service.scenario(**HUMANS_ONLY, rate_limit_rate=1.0)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+
+    async def dialed_again() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls if len(calls) >= 2 else None
+
+    calls = await wait_for(dialed_again, timeout=30)
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
+    first = min(calls, key=lambda c: c["created_at"])
+    assert first["status"] == "canceled" and first["ended_reason"] == "rate_limited"
+    (person,) = await all_recipients(tenant, campaign["id"])
+    assert person["attempts"] <= 1  # the one on its way, if any: none was spent
+    assert (await service.observed())["created"] == 0
+
+
 async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
     service: Service,
 ) -> None:

@@ -177,6 +177,12 @@ class Sender:
                     continue
                 if again and not may_have_rung:
                     return False  # given back: nothing reached the provider
+                if error.kind is DialErrorKind.RATE_LIMITED and not may_have_rung:
+                    # Refused for rate on every try: never placed, so the attempt is not
+                    # spent; the recipient is claimed again (and backs off again).
+                    refusal = Refusal("rate_limited", f"the provider's rate limit: {error}")
+                    await self._give_back(job, utcnow(), refusal, sent=True)
+                    return False
                 await self._dial_failed(job, error)
                 return False
             await self._dial_sent(job, provider_call_id)
