@@ -179,6 +179,31 @@ async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service
     assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
 
 
+async def test_a_dial_that_may_have_rung_is_not_sent_again_once_paused(
+    service: Service,
+) -> None:
+    """The provider placed the call but its answer was lost (a 500) and no callback came:
+    the dial would be sent again after the wait, but the campaign was paused meanwhile. It
+    is not sent again, and its attempt is spent (the person's phone may have rung)."""
+    ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    await service.scenario(**ringing, lost_response_rate=1.0, drop_rate=1.0)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+    await wait_for(lambda: _placed_at_least(service, 1), every=0.02)
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
+
+    async def ended() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls if calls and calls[0]["status"] not in LIVE_STATUSES else None
+
+    (call,) = await wait_for(ended, timeout=20)
+    assert call["status"] == "failed" and call["ended_reason"] == "provider_error"
+    (person,) = await all_recipients(tenant, campaign["id"])
+    assert person["attempts"] == 1
+    await asyncio.sleep(2.5)  # past the next back-off: no second send
+    assert (await service.observed())["created"] == 1
+
+
 async def test_a_dial_refused_for_rate_on_every_try_keeps_its_attempt(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,6 +177,9 @@ class Sender:
                     continue
                 if again and not may_have_rung:
                     return False  # given back: nothing reached the provider
+                if again and await self._placed(job):  # its first callback, just now
+                    await self._dial_sent(job, None)
+                    return True
                 if error.kind is DialErrorKind.RATE_LIMITED and not may_have_rung:
                     # Refused for rate on every try: never placed, so the attempt is not
                     # spent; the recipient is claimed again (and backs off again).
