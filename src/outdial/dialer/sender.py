@@ -173,14 +173,15 @@ class Sender:
                     # Its callbacks came: the provider placed the call despite the error.
                     await self._dial_sent(job, None)
                     return True
-                if again and await self._may_send_again(job, may_have_rung):
-                    continue
-                if again and not may_have_rung:
-                    return False  # given back: nothing reached the provider
-                if again and await self._placed(job):  # its first callback, just now
-                    await self._dial_sent(job, None)
-                    return True
-                if error.kind is DialErrorKind.RATE_LIMITED and not may_have_rung:
+                if again:
+                    if await self._may_send_again(job, may_have_rung):
+                        continue
+                    if not may_have_rung:
+                        return False  # given back: nothing reached the provider
+                    if await self._placed(job):  # its first callback, just now
+                        await self._dial_sent(job, None)
+                        return True
+                elif error.kind is DialErrorKind.RATE_LIMITED and not may_have_rung:
                     # Refused for rate on every try: never placed, so the attempt is not
                     # spent; the recipient is claimed again (and backs off again).
                     refusal = Refusal("rate_limited", f"the provider's rate limit: {error}")
