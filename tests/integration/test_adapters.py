@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -132,3 +134,33 @@ async def test_vobiz_transfer_sends_a_live_call_to_new_xml(simulator: httpx.Asyn
     with pytest.raises(DialError) as refused:
         await vobiz_on(simulator, "bad-token").transfer(uuid, "http://127.0.0.1:9/x")
     assert refused.value.kind is DialErrorKind.REJECTED
+
+
+@pytest.mark.parametrize("dialect", ["twilio", "vobiz"])
+async def test_find_lists_the_calls_to_a_number_since_a_moment(
+    simulator: httpx.AsyncClient, dialect: str
+) -> None:
+    """`find` answers "did the provider place this dial after all?": the calls from the
+    caller number to the number since the moment given, live or ended, less those known."""
+    provider = twilio_on(simulator) if dialect == "twilio" else vobiz_on(simulator)
+    to, caller = REQUEST.to_number, REQUEST.from_number
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    first = await provider.dial(REQUEST)
+    await provider.dial(replace(REQUEST, to_number="+14155550199"))  # another person
+    second = await provider.dial(REQUEST)
+    assert set(await provider.find(to, caller, before)) == {first, second}
+    assert await provider.find(to, caller, before, known={first, second}) == []
+    assert await provider.find(to, "+14155550111", before) == []  # another caller number
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await provider.find(to, caller, later, known={first, second}) == []
+    await provider.hangup(first)  # ended calls are found too (Vobiz: in the call records)
+
+    async def ended() -> bool:  # the first call over, the two others still ringing
+        return bool((await simulator.get("/_sim/stats")).json()["live"] == 2)
+
+    await wait_for(ended, timeout=5)
+    assert await provider.find(to, caller, before, known={second}) == [first]
+    await simulator.put("/_sim/scenario", json={"lookup_error_rate": 1.0})
+    with pytest.raises(DialError) as unknown:
+        await provider.find(to, caller, before)
+    assert unknown.value.kind is DialErrorKind.UNAVAILABLE

@@ -38,6 +38,19 @@ async def campaign_of(tenant: Tenant, count: int, **fields: Any) -> dict[str, An
     return await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
 
 
+async def campaigns_on_both(tenant: Tenant, count: int) -> list[dict[str, Any]]:
+    """Two started campaigns of `count` recipients each: one on Twilio, one on Vobiz."""
+    vobiz = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+    indian = [{"phone_number": f"+9198765{i:05d}"} for i in range(count)]
+    on_vobiz = await tenant.campaign(
+        recipients=indian, max_concurrency=count, channel="vobiz", phone_number_id=vobiz["id"]
+    )
+    return [
+        await campaign_of(tenant, count, max_concurrency=count),
+        await tenant.ok("POST", f"/campaign/{on_vobiz['id']}/start"),
+    ]
+
+
 async def finished(tenant: Tenant, campaign_id: str) -> Any:
     return await campaign_when(tenant, campaign_id, lambda c: c["status"] == "completed", 60)
 
@@ -179,18 +192,42 @@ async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service
     assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
 
 
-async def test_a_dial_that_may_have_rung_is_not_sent_again_once_paused(
+async def test_a_placed_dial_never_heard_of_is_found_in_the_providers_list(
     service: Service,
 ) -> None:
-    """The provider placed the call but its answer was lost (a 500) and no callback came:
-    the dial would be sent again after the wait, but the campaign was paused meanwhile. It
-    is not sent again, and its attempt is spent (the person's phone may have rung)."""
+    """The provider placed the call but answered 500 and none of its callbacks arrive: the
+    dialer finds the call in the provider's list of calls (Twilio's `Calls.json`, Vobiz's
+    live calls) and goes on with it as placed, its id recorded; the person is not rung
+    again (before: sent again 2 s after the error, since no callback had come)."""
     ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
     await service.scenario(**ringing, lost_response_rate=1.0, drop_rate=1.0)
     tenant = await service.tenant()
+    started = await campaigns_on_both(tenant, 1)
+
+    async def recorded() -> Any:
+        found = []
+        for campaign in started:
+            calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+            found += [c for c in calls if c["provider_call_sid"]]
+        return found if len(found) == 2 else None
+
+    calls = await wait_for(recorded, timeout=20)
+    assert {c["provider"] for c in calls} == {"twilio", "vobiz"}
+    assert all(c["status"] in LIVE_STATUSES for c in calls)
+    await asyncio.sleep(3)  # past the next back-off: no second send
+    seen = await service.observed()
+    assert seen["lost_responses"] == seen["created"] == 2 and seen["lookups"] >= 2
+    assert set(seen["dials_by_to"].values()) == {1}
+
+
+async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Service) -> None:
+    """Answered 500, no callback, and the provider's list of calls answers 500 too: whether
+    the person's phone rang is unknown, so the dial is not sent again; the attempt is spent
+    (`failed`, `provider_error`) and the retry policy decides what comes next."""
+    ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    await service.scenario(**ringing, lost_response_rate=1.0, drop_rate=1.0, lookup_error_rate=1.0)
+    tenant = await service.tenant()
     campaign = await campaign_of(tenant, 1)
-    await wait_for(lambda: _placed_at_least(service, 1), every=0.02)
-    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
 
     async def ended() -> Any:
         calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
@@ -201,16 +238,24 @@ async def test_a_dial_that_may_have_rung_is_not_sent_again_once_paused(
     (person,) = await all_recipients(tenant, campaign["id"])
     assert person["attempts"] == 1
     await asyncio.sleep(2.5)  # past the next back-off: no second send
-    assert (await service.observed())["created"] == 1
+    seen = await service.observed()
+    assert seen["created"] == 1 and seen["lookups"] >= 1
 
 
-async def test_a_dial_refused_for_rate_on_every_try_keeps_its_attempt(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("trouble", "reason"),
+    [("rate_limit_rate", "rate_limited"), ("server_error_rate", "provider_unavailable")],
+)
+async def test_a_dial_never_placed_on_any_try_keeps_its_attempt(
+    service: Service, monkeypatch: pytest.MonkeyPatch, trouble: str, reason: str
 ) -> None:
-    """429 on every try: the call was never placed, so the attempt is given back (and the
-    recipient dialed again later), not spent."""
+    """429 on every try, or a 500 after which the provider lists no call: nothing was
+    placed, so the dial is sent again after its back-off, and after the last try the attempt
+    is given back (`canceled`, `rate_limited` or `provider_unavailable`) and the recipient
+    dialed again later, not spent (before, the 500s: `failed` after the sixth try, the
+    attempt spent)."""
     monkeypatch.setattr(sender, "MAX_SEND_TRIES", 2)
-    await service.scenario(**HUMANS_ONLY, rate_limit_rate=1.0)
+    await service.scenario(**HUMANS_ONLY, **{trouble: 1.0})
     tenant = await service.tenant()
     campaign = await campaign_of(tenant, 1)
 
@@ -218,13 +263,16 @@ async def test_a_dial_refused_for_rate_on_every_try_keeps_its_attempt(
         calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
         return calls if len(calls) >= 2 else None
 
-    calls = await wait_for(dialed_again, timeout=30)
+    calls = await wait_for(dialed_again, timeout=40)
     await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
     first = min(calls, key=lambda c: c["created_at"])
-    assert first["status"] == "canceled" and first["ended_reason"] == "rate_limited"
+    assert first["status"] == "canceled" and first["ended_reason"] == reason
     (person,) = await all_recipients(tenant, campaign["id"])
     assert person["attempts"] <= 1  # the one on its way, if any: none was spent
-    assert (await service.observed())["created"] == 0
+    seen = await service.observed()
+    assert seen["created"] == 0
+    if trouble == "server_error_rate":  # each 500 looked for in the provider's list
+        assert seen["server_errors"] >= 2 and seen["lookups"] >= 2
 
 
 async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
@@ -301,16 +349,7 @@ async def test_a_dial_placed_despite_an_error_answer_is_not_placed_twice(
         **HUMANS_ONLY, ring_seconds=[0.1, 0.2], talk_seconds=[0.2, 0.3], lost_response_rate=1
     )
     tenant = await service.tenant()
-    vobiz = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
-    indian = [{"phone_number": f"+9198765{i:05d}"} for i in range(3)]
-    on_vobiz = await tenant.campaign(
-        recipients=indian, max_concurrency=3, channel="vobiz", phone_number_id=vobiz["id"]
-    )
-    campaigns = [
-        await campaign_of(tenant, 3, max_concurrency=3),
-        await tenant.ok("POST", f"/campaign/{on_vobiz['id']}/start"),
-    ]
-    for campaign in campaigns:
+    for campaign in await campaigns_on_both(tenant, 3):
         done = await finished(tenant, campaign["id"])
         assert done["counts"]["completed"] == 3
         calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})

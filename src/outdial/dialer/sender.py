@@ -34,9 +34,17 @@ log = logging.getLogger("outdial.dialer")
 BREAKER_THRESHOLD = 3
 MAX_SEND_TRIES = 6
 # A dial whose outcome is unknown (5xx, broken connection) is only sent again if no callback
-# has come for it within this long: providers report a call they placed within a second.
+# has come for it within this long (providers report a call they placed within a second)
+# and the provider does not list a call to the number made since it was first sent.
 CALLBACK_GRACE_SECONDS = 2.0
+# How far the provider's clock may be behind ours when its list is read by creation time.
+CLOCK_SKEW = timedelta(seconds=60)
 RETRY_SEND = frozenset({DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE})
+# The call's reason when its every send was refused or failed without placing it.
+NOT_PLACED_REASONS = {
+    DialErrorKind.RATE_LIMITED: "rate_limited",
+    DialErrorKind.UNAVAILABLE: "provider_unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,15 @@ class DialerSettings:
     time_limit: int = 3600
     patience: Patience = field(default_factory=Patience)
     daily_cap: int = 0  # calls per number per account in 24 hours; 0: no cap
+
+
+@dataclass(frozen=True)
+class Found:
+    """What became of a dial the provider answered with an error that does not say "not
+    placed": `placed` None when the provider cannot say; its id when it listed the call."""
+
+    placed: bool | None
+    provider_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,48 +175,45 @@ class Sender:
         if prepared is None:
             return False
         provider, request = prepared
-        may_have_rung = False  # a send answered by an error that does not say "not placed"
+        first_sent = utcnow()
         for attempt in range(1, MAX_SEND_TRIES + 1):
             try:
                 provider_call_id = await provider.dial(request)
             except DialError as error:
-                may_have_rung |= error.kind is DialErrorKind.UNAVAILABLE
-                again = error.kind in RETRY_SEND and attempt < MAX_SEND_TRIES
-                if again:
-                    await self._back_off(job, error, attempt)
-                elif error.kind is DialErrorKind.UNAVAILABLE:  # the last try: time for callbacks
-                    await asyncio.sleep(CALLBACK_GRACE_SECONDS)
-                if error.kind is DialErrorKind.UNAVAILABLE and await self._placed(job):
-                    # Its callbacks came: the provider placed the call despite the error.
-                    await self._dial_sent(job, None)
-                    return True
-                if again:
-                    if await self._may_send_again(job, may_have_rung):
-                        continue
-                    if not may_have_rung:
-                        return False  # given back: nothing reached the provider
-                    if await self._placed(job):  # its first callback, just now
-                        await self._dial_sent(job, None)
+                if error.kind is DialErrorKind.UNAVAILABLE:
+                    # An error that does not say "not placed": did the call ring after all?
+                    found = await self._look_for(job, provider, first_sent)
+                    if found.placed is None:
+                        # Nobody can say: not sent again (that could ring the person twice),
+                        # the attempt spent.
+                        return await self._dial_failed(job, error)
+                    if found.placed:
+                        await self._dial_sent(job, found.provider_call_id)
                         return True
-                elif error.kind is DialErrorKind.RATE_LIMITED and not may_have_rung:
-                    # Refused for rate on every try: never placed, so the attempt is not
-                    # spent; the recipient is claimed again (and backs off again).
-                    refusal = Refusal("rate_limited", f"the provider's rate limit: {error}")
+                if error.kind not in RETRY_SEND:
+                    return await self._dial_failed(job, error)
+                # Not placed: refused for rate (429), or the provider's own list shows no call.
+                if attempt == MAX_SEND_TRIES:
+                    # Never placed, so the attempt is not spent: the recipient is claimed
+                    # again later (and backs off again).
+                    reason = NOT_PLACED_REASONS[error.kind]
+                    refusal = Refusal(reason, f"not placed in {attempt} tries: {error}")
                     await self._give_back(job, utcnow(), refusal, sent=True)
                     return False
-                await self._dial_failed(job, error)
-                return False
+                await self._back_off(job, error, attempt)
+                if not await self._may_send_again(job):
+                    return False
+                continue
             await self._dial_sent(job, provider_call_id)
             return True
         return False
 
-    async def _may_send_again(self, job: DialJob, may_have_rung: bool) -> bool:
+    async def _may_send_again(self, job: DialJob) -> bool:
         """After the wait, the gate's checks again: the campaign paused, stopped or past its
         schedule, the calling hours over or the number listed during the wait stop the dial
         here (a pause waits at most five seconds for dials on their way, `control.settle`,
-        and a back-off may last longer). A dial no send of which can have reached the
-        provider (429s only) is given back as at the gate; one that may have rung is not (the
-        caller ends it)."""
+        and a back-off may last longer). Nothing was placed, so the dial is given back as at
+        the gate."""
         now = utcnow()
         refusal = self._outside_hours(job, now)
         if refusal is None:
@@ -208,9 +222,30 @@ class Sender:
                 return True
             refusal = await self._refusal(job)
         log.info("dial of %s not sent again: %s", job.call_id, refusal.reason)
-        if not may_have_rung:
-            await self._give_back(job, now, refusal, sent=True)
+        await self._give_back(job, now, refusal, sent=True)
         return False
+
+    async def _look_for(self, job: DialJob, provider: Provider, first_sent: datetime) -> Found:
+        """Whether the provider placed a dial it answered with an error: a callback for it
+        came during a short wait (the provider reports a call within a second), or the
+        provider lists a call to the number from the caller number since the dial's first
+        send that outdial does not know of. A provider that cannot list its calls leaves
+        it unknown."""
+        await asyncio.sleep(CALLBACK_GRACE_SECONDS)
+        if await self._placed(job):
+            return Found(True)
+        since = first_sent - CLOCK_SKEW
+        async with self.sessionmaker() as session:
+            known = await store.provider_ids(session, job.number.user_id, job.to_number, since)
+        try:
+            found = await provider.find(job.to_number, job.number.phone_number, since, known)
+        except DialError as error:
+            log.warning("dial of %s: cannot tell whether it was placed: %s", job.call_id, error)
+            return Found(True) if await self._placed(job) else Found(None)
+        if found:
+            log.warning("dial of %s was placed despite the error: %s", job.call_id, found[0])
+            return Found(True, found[0])
+        return Found(await self._placed(job))  # (its first callback, just now)
 
     async def _placed(self, job: DialJob) -> bool:
         """Whether the provider has the call after all: a callback moved it on from `queued`
@@ -278,8 +313,6 @@ class Sender:
     async def _back_off(self, job: DialJob, error: DialError, attempt: int) -> None:
         """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
         pause = error.retry_after or min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
-        if error.kind is DialErrorKind.UNAVAILABLE:
-            pause = max(pause, CALLBACK_GRACE_SECONDS)  # time for a placed call's first callback
         log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
@@ -315,15 +348,22 @@ class Sender:
             # Hung up (a stop with `hangup_active`, `PATCH /calls`) while on its way.
             await control.hang_up_one(self.carriers, job.number, sent.provider_call_sid)
 
-    async def _dial_failed(self, job: DialJob, error: DialError) -> None:
-        """The provider refused the dial: end the attempt, and trip the breaker if it keeps on."""
+    async def _dial_failed(self, job: DialJob, error: DialError) -> bool:
+        """The provider refused the dial, or cannot say whether it placed it: end the attempt,
+        and trip the breaker if refusals keep on. Returns whether the dial goes on after all:
+        one whose outcome was unknown and whose first callback came just now (seen under the
+        call's lock) is placed."""
         now = utcnow()
-        log.warning("dial of %s failed: %s", job.call_id, error)
         async with write_transaction(self.sessionmaker) as session:
             call = await store.lock_call(session, job.call_id)
             if call is None:
-                return
-            if error.kind is DialErrorKind.REJECTED:
+                return False
+            heard = error.kind is DialErrorKind.UNAVAILABLE and (
+                call.status != CallState.QUEUED.value or call.provider_call_sid is not None
+            )
+            if heard:
+                ended = call.status in webhook_events.FINAL_STATUSES
+            elif error.kind is DialErrorKind.REJECTED:
                 await store.release_undialed(
                     session, call, now, "provider_refused", f"provider refused the dial: {error}"
                 )
@@ -334,9 +374,15 @@ class Sender:
                     else "provider_error"
                 )
                 await store.finish_call(session, call, CallState.FAILED, now, reason=reason)
+        if heard:
+            if not ended:
+                await self._dial_sent(job, None)
+            return not ended
+        log.warning("dial of %s failed: %s", job.call_id, error)
         if error.kind is DialErrorKind.REJECTED and job.campaign_id:
             async with write_transaction(self.sessionmaker) as session:
                 await count_rejection(session, job.campaign_id, str(error))
+        return False
 
 
 async def count_rejection(session: AsyncSession, campaign_id: str, message: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -116,4 +118,13 @@ class Provider(Protocol):
 
     async def fetch(self, provider_call_id: str) -> ProviderCall | None:
         """The provider's view of a call, or None when it does not know it."""
+        ...
+
+    async def find(
+        self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
+    ) -> list[str]:
+        """The ids, other than `known`, of the calls from `from_number` to `to_number` the
+        provider created at or after `since`, live or ended: after a dial answered with an
+        error that does not say "not placed" (5xx, a broken connection), whether it rang
+        after all. Raises DialError when the provider cannot say."""
         ...

@@ -7,7 +7,9 @@ machine detection (`MachineDetection=DetectMessageEnd`), so the verdict arrives 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -24,6 +26,7 @@ from outdial.telephony.base import (
 
 API_BASE = "https://api.twilio.com"
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+FIND_PAGE_SIZE = 50  # a number's newest calls: a dial is looked for seconds after it was sent
 # Destinations Twilio will never connect: retrying cannot help.
 INVALID_NUMBER_CODES = frozenset(
     {"21211", "21215", "21216", "21217", "13224", "13226", "13227", "32205"}
@@ -100,6 +103,21 @@ class TwilioProvider:
         body = response.json()
         duration = body.get("duration")
         return ProviderCall(_STATES[body["status"]], int(duration) if duration else None)
+
+    async def find(
+        self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
+    ) -> list[str]:
+        """`GET Calls.json?To=…&From=…`, newest first: every call the account holds, queued
+        to ended (a `StartTime` filter would leave out the queued ones, not yet started)."""
+        query = {"To": to_number, "From": from_number, "PageSize": FIND_PAGE_SIZE}
+        response = await self._send("GET", f"{self._calls}.json", params=query)
+        if response.status_code >= 400:
+            raise _dial_error(response)
+        return [
+            str(call["sid"])
+            for call in response.json().get("calls", [])
+            if call["sid"] not in known and parsedate_to_datetime(call["date_created"]) >= since
+        ]
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:

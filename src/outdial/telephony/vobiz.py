@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -64,6 +66,7 @@ class VobizProvider:
         self._client = client
         self._headers = {"X-Auth-ID": auth_id, "X-Auth-Token": auth_token}
         self._calls = f"{base_url.rstrip('/')}/Account/{auth_id}/Call/"
+        self._records = f"{base_url.rstrip('/')}/Account/{auth_id}/cdr"
 
     async def dial(self, request: DialRequest) -> str:
         base = request.callback_base
@@ -121,6 +124,53 @@ class VobizProvider:
         duration = body.get("bill_duration") or body.get("duration")
         return ProviderCall(state, int(duration) if duration else None)
 
+    async def find(
+        self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
+    ) -> list[str]:
+        """Live and queued calls are listed by id only (`GET …/Call/?status=live|queued`):
+        each one outdial does not know is fetched for its numbers. Ended calls come from the
+        call records, filtered by the two numbers (a record is written a few seconds after
+        the call ends, so a call that ended this instant may be in neither)."""
+        found = []
+        for status in ("live", "queued"):
+            listed = await self._json("GET", self._calls, params={"status": status})
+            for uuid in listed.get("calls", []):
+                if uuid in known or uuid in found:
+                    continue
+                call = await self._send("GET", f"{self._calls}{uuid}/", params={"status": status})
+                if call.status_code == 404:
+                    continue  # ended since it was listed: its record says
+                if not call.is_success:
+                    raise _dial_error(call)
+                body = call.json()
+                if "calls" in body:  # the older, Plivo-like shape: a list of one
+                    body = (body["calls"] or [{}])[0]
+                to = body.get("to") or body.get("to_number")
+                caller = body.get("from") or body.get("from_number")
+                if _digits(to) == _digits(to_number) and _digits(caller) == _digits(from_number):
+                    found.append(uuid)
+        days = {
+            "start_date": (since - timedelta(days=1)).date().isoformat(),
+            "end_date": (datetime.now(since.tzinfo) + timedelta(days=1)).date().isoformat(),
+        }
+        query = {"from_number": from_number, "to_number": to_number, "per_page": 100, **days}
+        records = await self._json("GET", self._records, params=query)
+        for record in records.get("data", []):
+            uuid = str(record.get("uuid"))
+            started = record.get("start_time")
+            if uuid in known or uuid in found or not started:
+                continue
+            if datetime.fromisoformat(str(started)) >= since:
+                found.append(uuid)
+        return found
+
+    async def _json(self, method: str, url: str, **kwargs: object) -> dict[str, Any]:
+        response = await self._send(method, url, **kwargs)
+        if not response.is_success:
+            raise _dial_error(response)
+        body: dict[str, Any] = response.json()
+        return body
+
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             return await self._client.request(method, url, headers=self._headers, **kwargs)  # type: ignore[arg-type]
@@ -141,6 +191,11 @@ def _dial_error(response: httpx.Response) -> DialError:
     if response.status_code >= 500:
         return DialError(DialErrorKind.UNAVAILABLE, message, str(response.status_code))
     return DialError(DialErrorKind.REJECTED, message, str(response.status_code))
+
+
+def _digits(number: object) -> str:
+    """A number as Vobiz may write it (`919262171438` or `+919262171438`), compared bare."""
+    return str(number or "").lstrip("+")
 
 
 def signed_base(url: str) -> str:

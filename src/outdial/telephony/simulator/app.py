@@ -6,6 +6,8 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,7 @@ from outdial.telephony.simulator.scenario import Scenario
 
 twilio_router = APIRouter(prefix="/2010-04-01/Accounts/{account_sid}/Calls", tags=["twilio"])
 vobiz_router = APIRouter(prefix="/api/v1/Account/{auth_id}/Call", tags=["vobiz"])
+vobiz_records_router = APIRouter(prefix="/api/v1/Account/{auth_id}", tags=["vobiz"])
 control_router = APIRouter(prefix="/_sim", tags=["control"])
 
 
@@ -53,6 +56,24 @@ def _response_lost(carrier: Carrier) -> bool:
     return False
 
 
+def _server_error(carrier: Carrier) -> bool:
+    """The dialer hears a 500 and nothing is placed (`server_error_rate`)."""
+    if carrier.dice.chance(carrier.scenario.server_error_rate):
+        carrier.seen.server_errors += 1
+        return True
+    return False
+
+
+def _lookup_fails(carrier: Carrier) -> bool:
+    """A listing of calls, answered 500 at `lookup_error_rate`."""
+    carrier.seen.lookups += 1
+    return carrier.dice.chance(carrier.scenario.lookup_error_rate)
+
+
+def _rfc2822(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=False)
+
+
 @twilio_router.post(".json")
 async def twilio_create(account_sid: str, request: Request) -> Response:
     carrier = _carrier(request)
@@ -63,6 +84,8 @@ async def twilio_create(account_sid: str, request: Request) -> Response:
     if carrier.dice.chance(carrier.scenario.rate_limit_rate):
         carrier.seen.rate_limited += 1
         return _twilio_error(429, 20429, "Too Many Requests")
+    if _server_error(carrier):
+        return _twilio_error(500, 20500, "Internal Server Error")
     form = await request.form()
     to, from_ = str(form.get("To", "")), str(form.get("From", ""))
     if not to.startswith("+") or not to[1:].isdigit():
@@ -80,6 +103,37 @@ async def twilio_create(account_sid: str, request: Request) -> Response:
         "account_sid": account_sid,
     }
     return JSONResponse(body, status_code=201)
+
+
+@twilio_router.get(".json")
+async def twilio_list(account_sid: str, request: Request) -> Response:
+    """The account's calls, newest first, filtered by `To` and `From` as Twilio does."""
+    carrier = _carrier(request)
+    if _refused(carrier, _basic_auth(request, account_sid)):
+        return _twilio_error(401, 20003, "Authenticate")
+    if _lookup_fails(carrier):
+        return _twilio_error(500, 20500, "Internal Server Error")
+    query = request.query_params
+    size = int(query.get("PageSize", "50"))
+    calls = [
+        call
+        for call in reversed(carrier.calls.values())
+        if call.dialect == "twilio"
+        and call.account == account_sid
+        and query.get("To", call.to_number) == call.to_number
+        and query.get("From", call.from_number) == call.from_number
+    ][:size]
+    listed = [
+        {
+            "sid": call.sid,
+            "to": call.to_number,
+            "from": call.from_number,
+            "status": call.state,
+            "date_created": _rfc2822(call.created_at),
+        }
+        for call in calls
+    ]
+    return JSONResponse({"calls": listed, "page": 0, "page_size": size})
 
 
 def _twilio_call(request: Request, account_sid: str, sid: str) -> SimCall | JSONResponse:
@@ -130,6 +184,8 @@ async def vobiz_create(auth_id: str, request: Request) -> Response:
     if carrier.dice.chance(carrier.scenario.rate_limit_rate):
         carrier.seen.rate_limited += 1
         return JSONResponse({"error": "too many requests"}, status_code=429)
+    if _server_error(carrier):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
     body: dict[str, Any] = await request.json()
     urls = {
         name: str(body.get(f"{name}_url", ""))
@@ -180,17 +236,80 @@ async def vobiz_transfer(auth_id: str, uuid: str, request: Request) -> Response:
     )
 
 
+def _vobiz_in(call: SimCall, status: str | None) -> bool:
+    """Whether `?status=live|queued` finds the call (a queued call is also live here)."""
+    if status == "queued":
+        return call.state == "queued"
+    return status != "live" or call.live
+
+
+@vobiz_router.get("/")
+async def vobiz_list(auth_id: str, request: Request) -> Response:
+    """`?status=live|queued`: the ids of the account's calls in that state, nothing more."""
+    carrier = _carrier(request)
+    if _refused(carrier, _vobiz_token(request, auth_id)):
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    status = request.query_params.get("status")
+    if status not in ("live", "queued"):
+        return JSONResponse({"error": "status must be live or queued"}, status_code=400)
+    if _lookup_fails(carrier):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+    calls = [
+        call.sid
+        for call in carrier.calls.values()
+        if call.dialect == "vobiz" and call.account == auth_id and _vobiz_in(call, status)
+    ]
+    return JSONResponse({"api_id": secrets.token_hex(8), "calls": calls})
+
+
 @vobiz_router.get("/{uuid}/")
 async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
     carrier = _carrier(request)
     if _refused(carrier, _vobiz_token(request, auth_id)):
         return JSONResponse({"error": "authentication failed"}, status_code=401)
     call = carrier.calls.get(uuid)
-    if call is None or (request.query_params.get("status") == "live" and not call.live):
+    if call is None or not _vobiz_in(call, request.query_params.get("status")):
         return JSONResponse({"error": "not found"}, status_code=404)
     return JSONResponse(
-        {"call_uuid": uuid, "call_status": call.state, "bill_duration": call.duration}
+        {
+            "call_uuid": uuid,
+            "request_uuid": uuid,
+            "call_status": call.state,
+            "bill_duration": call.duration,
+            "from": call.from_number.lstrip("+"),
+            "to": call.to_number.lstrip("+"),
+        }
     )
+
+
+@vobiz_records_router.get("/cdr")
+async def vobiz_records(auth_id: str, request: Request) -> Response:
+    """Call records of ended calls, filtered by `from_number`, `to_number` and the days."""
+    carrier = _carrier(request)
+    if _refused(carrier, _vobiz_token(request, auth_id)):
+        return JSONResponse({"error": "authentication failed"}, status_code=401)
+    if _lookup_fails(carrier):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+    query = request.query_params
+    first, last = query.get("start_date"), query.get("end_date")
+    records = [
+        {
+            "uuid": call.sid,
+            "caller_id_number": call.from_number,
+            "destination_number": call.to_number,
+            "start_time": call.created_at.isoformat().replace("+00:00", "Z"),
+            "hangup_cause_name": call.state,
+        }
+        for call in reversed(carrier.calls.values())
+        if call.dialect == "vobiz"
+        and call.account == auth_id
+        and not call.live
+        and query.get("from_number", call.from_number) in call.from_number
+        and query.get("to_number", call.to_number) in call.to_number
+        and (first is None or first <= call.created_at.date().isoformat())
+        and (last is None or call.created_at.date().isoformat() <= last)
+    ][: int(query.get("per_page", "20"))]
+    return JSONResponse({"count": len(records), "data": records})
 
 
 @control_router.get("/stats")
@@ -239,6 +358,6 @@ def create_simulator(scenario: Scenario | None = None) -> FastAPI:
             await app.state.carrier.close()
 
     app = FastAPI(title="outdial carrier simulator", lifespan=lifespan)
-    for router in (twilio_router, vobiz_router, control_router):
+    for router in (twilio_router, vobiz_router, vobiz_records_router, control_router):
         app.include_router(router)
     return app

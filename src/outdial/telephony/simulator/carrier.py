@@ -17,6 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -46,6 +47,7 @@ class SimCall:
     talk_seconds: float
     state: str = "queued"
     created: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     answered: float | None = None
     ended: float | None = None
     hangup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,6 +79,8 @@ class Observations:
         self.rate_limited = 0
         self.rejected = 0
         self.lost_responses = 0
+        self.server_errors = 0
+        self.lookups = 0
         self.live_by_from: Counter[str] = Counter()
         self.peak_by_from: Counter[str] = Counter()
         self.live_by_to: Counter[tuple[str, str]] = Counter()
@@ -105,6 +109,8 @@ class Observations:
             "rate_limited": self.rate_limited,
             "rejected": self.rejected,
             "lost_responses": self.lost_responses,
+            "server_errors": self.server_errors,
+            "lookups": self.lookups,
             "live": sum(self.live_by_from.values()),
             "live_by_from": dict(self.live_by_from),
             "peak_by_from": dict(self.peak_by_from),

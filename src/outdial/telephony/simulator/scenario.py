@@ -40,6 +40,19 @@ class Scenario(BaseModel):
         description="Share of dials the carrier places and then answers 500 to, as when its "
         "response is lost on the way: the call rings all the same.",
     )
+    server_error_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of dials answered 500 without being placed.",
+    )
+    lookup_error_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of call listings (Twilio's `GET Calls.json`, Vobiz's live, queued "
+        "and record lists) answered 500: the carrier cannot say which calls it has.",
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
