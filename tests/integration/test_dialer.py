@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,36 @@ async def test_a_placed_dial_never_heard_of_is_found_in_the_providers_list(
     seen = await service.observed()
     assert seen["lost_responses"] == seen["created"] == 2 and seen["lookups"] >= 2
     assert set(seen["dials_by_to"].values()) == {1}
+
+
+async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(service: Service) -> None:
+    """A worker died between sending a dial and hearing the provider, and the call's
+    callbacks are lost: a minute past its lease the reaper asks the provider, finds the call
+    in its list and keeps it live with its id (before: ended `lost`, its slot freed while
+    the person's phone rang)."""
+    tenant, campaign, _ = await waiting_for_the_window(service, 1)
+    (job,) = await claimed_for_later(service, campaign["id"])
+    ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    await service.scenario(**ringing, drop_rate=1.0)
+    request = a_sender(service)._dial_request(job)
+    sid = await service.app.state.carriers.for_number(job.number).dial(request)
+    long_ago = datetime.now(UTC) - timedelta(seconds=90)  # past lease and patience
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        await session.execute(
+            update(Call)
+            .where(Call.id == job.call_id)
+            .values(dial_started_at=long_ago, lease_expires_at=long_ago)
+        )
+
+    async def recorded() -> Any:
+        call = await tenant.ok("GET", f"/calls/{job.call_id}")
+        return call if call["provider_call_sid"] or call["status"] != "queued" else None
+
+    call = await wait_for(recorded, timeout=15)
+    assert call["provider_call_sid"] == sid and call["status"] in LIVE_STATUSES
+    counted = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert counted["counts"]["calls_active"] == 1
+    assert (await service.observed())["created"] == 1
 
 
 async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Service) -> None:

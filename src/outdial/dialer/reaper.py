@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import CallState, DialError
+from outdial.telephony.base import CLOCK_SKEW, CallState, DialError
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
@@ -44,7 +44,7 @@ async def reap(
     """One round; returns the campaigns that may dial again."""
     woken: set[str] = set()
     woken |= await _release_abandoned_claims(sessionmaker, now)
-    woken |= await _end_unconfirmed_dials(sessionmaker, now, patience.unconfirmed)
+    woken |= await _end_unconfirmed_dials(sessionmaker, carriers, now, patience.unconfirmed)
     woken |= await _reconcile_silent_calls(sessionmaker, carriers, now, patience)
     await _end_schedules(sessionmaker, now)
     await _complete_finished(sessionmaker, now)
@@ -81,9 +81,11 @@ async def _release_abandoned_claims(sessionmaker: Sessions, now: datetime) -> se
 
 
 async def _end_unconfirmed_dials(
-    sessionmaker: Sessions, now: datetime, grace: timedelta
+    sessionmaker: Sessions, carriers: Carriers, now: datetime, grace: timedelta
 ) -> set[str]:
-    """Sent (or maybe sent) by a worker that died, and no callback ever came: `lost`."""
+    """Sent (or maybe sent) by a worker that died, and no callback ever came: the provider
+    is asked whether it has the call (`Provider.find`), and one it lists goes on as a sent
+    dial (the silent calls' reconciliation asks about it from then on); else `lost`."""
     ids = await _ids(
         sessionmaker,
         select(Call.id)
@@ -104,7 +106,36 @@ async def _end_unconfirmed_dials(
             and call.lease_expires_at < now - grace
         )
 
-    return await _finish_each(sessionmaker, ids, CallState.FAILED, now, "lost", still_unconfirmed)
+    lost = []
+    for call_id in ids:
+        found = await _find_placed(sessionmaker, carriers, call_id)
+        if found is None:
+            lost.append(call_id)
+            continue
+        async with write_transaction(sessionmaker) as session:
+            call = await store.lock_call(session, call_id)
+            if call is not None and still_unconfirmed(call):
+                await store.found_placed(session, call, found, now)
+    return await _finish_each(sessionmaker, lost, CallState.FAILED, now, "lost", still_unconfirmed)
+
+
+async def _find_placed(sessionmaker: Sessions, carriers: Carriers, call_id: str) -> str | None:
+    """The provider's id of the call a dial placed, if the provider lists one."""
+    async with sessionmaker() as session:
+        call = await session.get(Call, call_id)
+        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
+        if call is None or number is None or call.dial_started_at is None:
+            return None
+        since = call.dial_started_at - CLOCK_SKEW
+        known = await store.provider_ids(session, call.user_id, call.to_number, since)
+    try:
+        found = await carriers.for_number(number).find(
+            call.to_number, number.phone_number, since, known
+        )
+    except DialError as exc:
+        log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
+        return None
+    return found[0] if found else None
 
 
 async def _finish_each(

@@ -25,7 +25,14 @@ from outdial.dialer.store import calls, campaigns
 from outdial.do_not_call import repository as do_not_call
 from outdial.models import Campaign, utcnow
 from outdial.pre_dial.service import PreDialChecker
-from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
+from outdial.telephony.base import (
+    CLOCK_SKEW,
+    CallState,
+    DialError,
+    DialErrorKind,
+    DialRequest,
+    Provider,
+)
 from outdial.telephony.registry import Carriers
 from outdial.webhook import events as webhook_events
 from outdial.webhook import repository as webhook_repository
@@ -37,8 +44,6 @@ MAX_SEND_TRIES = 6
 # has come for it within this long (providers report a call they placed within a second)
 # and the provider does not list a call to the number made since it was first sent.
 CALLBACK_GRACE_SECONDS = 2.0
-# How far the provider's clock may be behind ours when its list is read by creation time.
-CLOCK_SKEW = timedelta(seconds=60)
 RETRY_SEND = frozenset({DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE})
 # The call's reason when its every send was refused or failed without placing it.
 NOT_PLACED_REASONS = {

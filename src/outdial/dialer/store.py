@@ -851,6 +851,27 @@ async def provider_ids(
     return {sid for sid in await session.scalars(query) if sid is not None}
 
 
+async def found_placed(
+    session: Transaction, call: CallRow, provider_call_sid: str, now: datetime
+) -> None:
+    """A dial whose sender died before hearing the provider, which lists its call: it goes
+    on as a sent dial (`initiated`, the provider's id recorded), as `Sender._dial_sent`
+    would have left it, and is asked about like any silent call from now on."""
+    await _update_call(
+        session,
+        call.id,
+        provider_call_sid=provider_call_sid,
+        status=CallState.INITIATED.value,
+        started_at=now,
+        last_event_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+    told = _events_session(session)
+    if told is not None:
+        await webhook_events.emit_call(told, call.id, "call.started", user_id=call.user_id)
+
+
 async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_id: str) -> bool:
     """A cheap read: could the campaign be complete? (`complete_if_done` decides under lock.)"""
     return not await read_alone(sessionmaker, _WAITING, {"campaign_id": campaign_id})
