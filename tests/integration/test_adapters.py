@@ -68,17 +68,29 @@ async def test_twilio_errors_become_dial_error_kinds(simulator: httpx.AsyncClien
     assert limited.value.kind is DialErrorKind.RATE_LIMITED
 
 
-async def test_twilio_unreachable_is_unavailable() -> None:
+async def test_a_provider_that_cannot_be_reached_is_unreachable() -> None:
+    """No connection: the request never left, so nothing was placed (sent again like a 429,
+    with no need to look for the call)."""
     async with httpx.AsyncClient() as client:
-        provider = TwilioProvider(client, SID, "t", base_url="http://127.0.0.1:9")
-        with pytest.raises(DialError) as down:
-            await provider.dial(REQUEST)
-    assert down.value.kind is DialErrorKind.UNAVAILABLE
+        for provider in (
+            TwilioProvider(client, SID, "t", base_url="http://127.0.0.1:9"),
+            VobizProvider(client, "MA_TEST", "t", base_url="http://127.0.0.1:9/api/v1"),
+        ):
+            with pytest.raises(DialError) as down:
+                await provider.dial(REQUEST)
+            assert down.value.kind is DialErrorKind.UNREACHABLE
 
 
 async def test_vobiz_dial_fetch_and_hang_up(simulator: httpx.AsyncClient) -> None:
     provider = vobiz_on(simulator)
     uuid = await provider.dial(REQUEST)
+    seen = await provider.fetch(uuid)
+    assert seen is not None and seen.state in LIVE_STATES  # queued, or ringing already
+
+    async def ringing() -> bool:
+        return bool((await simulator.get(f"/_sim/calls/{uuid}")).json()["state"] == "ringing")
+
+    await wait_for(ringing, timeout=5)
     seen = await provider.fetch(uuid)
     assert seen is not None and seen.state is CallState.IN_PROGRESS  # live, as Vobiz reports it
     await provider.hangup(uuid)
@@ -151,8 +163,6 @@ async def test_find_lists_the_calls_to_a_number_since_a_moment(
     assert set(await provider.find(to, caller, before)) == {first, second}
     assert await provider.find(to, caller, before, known={first, second}) == []
     assert await provider.find(to, "+14155550111", before) == []  # another caller number
-    later = datetime.now(UTC) + timedelta(minutes=5)
-    assert await provider.find(to, caller, later, known={first, second}) == []
     await provider.hangup(first)  # ended calls are found too (Vobiz: in the call records)
 
     async def ended() -> bool:  # the first call over, the two others still ringing
@@ -160,6 +170,8 @@ async def test_find_lists_the_calls_to_a_number_since_a_moment(
 
     await wait_for(ended, timeout=5)
     assert await provider.find(to, caller, before, known={second}) == [first]
+    later = datetime.now(UTC) + timedelta(minutes=5)  # (Vobiz: `since` reads the records)
+    assert await provider.find(to, caller, later, known={second}) == []
     await simulator.put("/_sim/scenario", json={"lookup_error_rate": 1.0})
     with pytest.raises(DialError) as unknown:
         await provider.find(to, caller, before)

@@ -220,15 +220,19 @@ async def test_a_placed_dial_never_heard_of_is_found_in_the_providers_list(
     assert set(seen["dials_by_to"].values()) == {1}
 
 
-async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(service: Service) -> None:
+@pytest.mark.parametrize("at_first", ["answers", "cannot_say"])
+async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(
+    service: Service, at_first: str
+) -> None:
     """A worker died between sending a dial and hearing the provider, and the call's
     callbacks are lost: a minute past its lease the reaper asks the provider, finds the call
     in its list and keeps it live with its id (before: ended `lost`, its slot freed while
-    the person's phone rang)."""
+    the person's phone rang). A provider that cannot say at first is asked again."""
     tenant, campaign, _ = await waiting_for_the_window(service, 1)
     (job,) = await claimed_for_later(service, campaign["id"])
     ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
-    await service.scenario(**ringing, drop_rate=1.0)
+    cannot_say = {"lookup_error_rate": 1.0} if at_first == "cannot_say" else {}
+    await service.scenario(**ringing, drop_rate=1.0, **cannot_say)
     request = a_sender(service)._dial_request(job)
     sid = await service.app.state.carriers.for_number(job.number).dial(request)
     long_ago = datetime.now(UTC) - timedelta(seconds=90)  # past lease and patience
@@ -243,6 +247,10 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(service: Se
         call = await tenant.ok("GET", f"/calls/{job.call_id}")
         return call if call["provider_call_sid"] or call["status"] != "queued" else None
 
+    if cannot_say:
+        await wait_for(lambda: _looked_up_at_least(service, 3), timeout=15)
+        assert not await recorded()  # still waiting, neither found nor `lost`
+        await service.scenario(**ringing, drop_rate=1.0)
     call = await wait_for(recorded, timeout=15)
     assert call["provider_call_sid"] == sid and call["status"] in LIVE_STATUSES
     counted = await tenant.ok("GET", f"/campaign/{campaign['id']}")
@@ -251,9 +259,10 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(service: Se
 
 
 async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Service) -> None:
-    """Answered 500, no callback, and the provider's list of calls answers 500 too: whether
-    the person's phone rang is unknown, so the dial is not sent again; the attempt is spent
-    (`failed`, `provider_error`) and the retry policy decides what comes next."""
+    """Answered 500, no callback, and the provider's list of calls answers 500 too, each of
+    the three times it is asked: whether the person's phone rang is unknown, so the dial is
+    not sent again; the attempt is spent (`failed`, `provider_error`) and the retry policy
+    decides what comes next."""
     ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
     await service.scenario(**ringing, lost_response_rate=1.0, drop_rate=1.0, lookup_error_rate=1.0)
     tenant = await service.tenant()
@@ -263,13 +272,13 @@ async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Serv
         calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
         return calls if calls and calls[0]["status"] not in LIVE_STATUSES else None
 
-    (call,) = await wait_for(ended, timeout=20)
+    (call,) = await wait_for(ended, timeout=40)
     assert call["status"] == "failed" and call["ended_reason"] == "provider_error"
     (person,) = await all_recipients(tenant, campaign["id"])
     assert person["attempts"] == 1
     await asyncio.sleep(2.5)  # past the next back-off: no second send
     seen = await service.observed()
-    assert seen["created"] == 1 and seen["lookups"] >= 1
+    assert seen["created"] == 1 and seen["lookups"] == sender.LOOKUP_TRIES  # asked, and again
 
 
 @pytest.mark.parametrize(
@@ -331,6 +340,10 @@ async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
 
 async def _refused_at_least(service: Service, count: int) -> bool:
     return bool((await service.observed())["rate_limited"] >= count)
+
+
+async def _looked_up_at_least(service: Service, count: int) -> bool:
+    return bool((await service.observed())["lookups"] >= count)
 
 
 async def _placed_at_least(service: Service, count: int) -> bool:

@@ -47,7 +47,7 @@ def _vobiz(request: httpx.Request) -> httpx.Response:
     path, status = request.url.path, request.url.params.get("status")
     if path.endswith("/cdr"):
         return httpx.Response(200, json=RECORDS)
-    if path.endswith("/Call/") and status == "live":
+    if path.endswith("/Call/") and status == "live":  # (the queued list is empty)
         return httpx.Response(200, json={"api_id": "x", "calls": [LIVE["calls"][0]["call_uuid"]]})
     if path.endswith("/Call/"):
         return httpx.Response(200, json={"api_id": "x", "calls": []})

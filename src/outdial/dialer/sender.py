@@ -44,11 +44,16 @@ MAX_SEND_TRIES = 6
 # has come for it within this long (providers report a call they placed within a second)
 # and the provider does not list a call to the number made since it was first sent.
 CALLBACK_GRACE_SECONDS = 2.0
-RETRY_SEND = frozenset({DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE})
+# Tries of the provider's list of calls before a dial's outcome is left unknown.
+LOOKUP_TRIES = 3
+RETRY_SEND = frozenset(
+    {DialErrorKind.RATE_LIMITED, DialErrorKind.UNAVAILABLE, DialErrorKind.UNREACHABLE}
+)
 # The call's reason when its every send was refused or failed without placing it.
 NOT_PLACED_REASONS = {
     DialErrorKind.RATE_LIMITED: "rate_limited",
     DialErrorKind.UNAVAILABLE: "provider_unavailable",
+    DialErrorKind.UNREACHABLE: "provider_unreachable",
 }
 
 
@@ -197,17 +202,18 @@ class Sender:
                         return True
                 if error.kind not in RETRY_SEND:
                     return await self._dial_failed(job, error)
-                # Not placed: refused for rate (429), or the provider's own list shows no call.
+                # Not placed: refused for rate (429), no connection, or the provider's own
+                # list shows no call.
                 if attempt == MAX_SEND_TRIES:
                     # Never placed, so the attempt is not spent: the recipient is claimed
                     # again later (and backs off again).
                     reason = NOT_PLACED_REASONS[error.kind]
                     refusal = Refusal(reason, f"not placed in {attempt} tries: {error}")
                     await self._give_back(job, utcnow(), refusal, sent=True)
-                    return False
+                    return await self._went_out_after_all(job)
                 await self._back_off(job, error, attempt)
                 if not await self._may_send_again(job):
-                    return False
+                    return await self._went_out_after_all(job)
                 continue
             await self._dial_sent(job, provider_call_id)
             return True
@@ -236,21 +242,34 @@ class Sender:
         provider lists a call to the number from the caller number since the dial's first
         send that outdial does not know of. A provider that cannot list its calls leaves
         it unknown."""
-        await asyncio.sleep(CALLBACK_GRACE_SECONDS)
-        if await self._placed(job):
-            return Found(True)
         since = first_sent - CLOCK_SKEW
-        async with self.sessionmaker() as session:
-            known = await store.provider_ids(session, job.number.user_id, job.to_number, since)
-        try:
-            found = await provider.find(job.to_number, job.number.phone_number, since, known)
-        except DialError as error:
-            log.warning("dial of %s: cannot tell whether it was placed: %s", job.call_id, error)
+        for look in range(LOOKUP_TRIES):
+            await asyncio.sleep(CALLBACK_GRACE_SECONDS * 2**look)
+            if await self._placed(job):
+                return Found(True)
+            async with self.sessionmaker() as session:
+                known = await store.provider_ids(session, job.number.user_id, job.to_number)
+            try:
+                found = await provider.find(job.to_number, job.number.phone_number, since, known)
+                break
+            except DialError as error:
+                log.warning("dial of %s: cannot tell if it was placed: %s", job.call_id, error)
+        else:
             return Found(True) if await self._placed(job) else Found(None)
         if found:
             log.warning("dial of %s was placed despite the error: %s", job.call_id, found[0])
             return Found(True, found[0])
         return Found(await self._placed(job))  # (its first callback, just now)
+
+    async def _went_out_after_all(self, job: DialJob) -> bool:
+        """After a dial was stopped or given up: whether a callback came for it meanwhile
+        (the provider's list had not shown the call yet), so it was not given back and goes
+        on as placed. Seen under the call's lock by the give-back, which leaves such a call."""
+        rows = await read_alone(self.sessionmaker, _STATUS, {"call_id": job.call_id})
+        if not rows or rows[0].status in (CallState.QUEUED.value, *webhook_events.FINAL_STATUSES):
+            return False
+        await self._dial_sent(job, None)
+        return True
 
     async def _placed(self, job: DialJob) -> bool:
         """Whether the provider has the call after all: a callback moved it on from `queued`

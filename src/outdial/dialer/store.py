@@ -837,26 +837,24 @@ _WAITING = (
 )
 
 
-async def provider_ids(
-    session: AsyncSession, user_id: str, to_number: str, since: datetime
-) -> set[str]:
-    """The provider's ids of the account's calls to `to_number` since `since` and of all its
-    live calls: those of the calls a provider lists that outdial knows (`Provider.find`)."""
+async def provider_ids(session: AsyncSession, user_id: str, to_number: str) -> set[str]:
+    """The provider's ids of the account's calls to `to_number` and of all its live calls:
+    those of the calls a provider lists that outdial knows (`Provider.find`)."""
     query = select(Call.provider_call_sid).where(
         Call.user_id == user_id,
         Call.provider_call_sid.is_not(None),
-        ((Call.to_number == to_number) & (Call.created_at >= since))
-        | Call.status.in_([state.value for state in LIVE_STATES]),
+        (Call.to_number == to_number) | Call.status.in_([state.value for state in LIVE_STATES]),
     )
     return {sid for sid in await session.scalars(query) if sid is not None}
 
 
 async def found_placed(
     session: Transaction, call: CallRow, provider_call_sid: str, now: datetime
-) -> None:
+) -> bool:
     """A dial whose sender died before hearing the provider, which lists its call: it goes
     on as a sent dial (`initiated`, the provider's id recorded), as `Sender._dial_sent`
-    would have left it, and is asked about like any silent call from now on."""
+    would have left it, and is asked about like any silent call from now on. Returns
+    whether a hang-up was asked for it meanwhile (the caller carries it out)."""
     await _update_call(
         session,
         call.id,
@@ -870,6 +868,8 @@ async def found_placed(
     told = _events_session(session)
     if told is not None:
         await webhook_events.emit_call(told, call.id, "call.started", user_id=call.user_id)
+    asked = select(calls.c.hangup_requested).where(calls.c.id == call.id)
+    return bool((await run(session, asked)).scalar())
 
 
 async def nothing_left(sessionmaker: async_sessionmaker[AsyncSession], campaign_id: str) -> bool:

@@ -89,7 +89,8 @@ class ProviderCall:
 
 class DialErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # not placed: retry the same attempt after a pause
-    UNAVAILABLE = "unavailable"  # outcome unknown (5xx, network): wait for callbacks first
+    UNAVAILABLE = "unavailable"  # outcome unknown (5xx, a broken exchange): look for the call
+    UNREACHABLE = "unreachable"  # no connection: the request never left, nothing placed
     INVALID_NUMBER = "invalid_number"  # the destination can never be called
     REJECTED = "rejected"  # configuration or account problem (credentials, caller id, …)
 
@@ -104,6 +105,11 @@ class DialError(Exception):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}" + (f" (code {self.code})" if self.code else "")
+
+
+def unreadable(provider: str) -> DialError:
+    """An answer outdial cannot read (not JSON, a field missing): the provider cannot say."""
+    return DialError(DialErrorKind.UNAVAILABLE, f"{provider} answered what outdial cannot read")
 
 
 class Provider(Protocol):

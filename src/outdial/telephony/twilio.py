@@ -22,6 +22,7 @@ from outdial.telephony.base import (
     DialRequest,
     ProviderCall,
     Verdict,
+    unreadable,
 )
 
 API_BASE = "https://api.twilio.com"
@@ -113,17 +114,22 @@ class TwilioProvider:
         response = await self._send("GET", f"{self._calls}.json", params=query)
         if response.status_code >= 400:
             raise _dial_error(response)
-        return [
-            str(call["sid"])
-            for call in response.json().get("calls", [])
-            if call["sid"] not in known and parsedate_to_datetime(call["date_created"]) >= since
-        ]
+        try:
+            return [
+                str(call["sid"])
+                for call in response.json()["calls"]
+                if call["sid"] not in known and parsedate_to_datetime(call["date_created"]) >= since
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise unreadable("Twilio") from exc
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             return await self._client.request(method, url, auth=self._auth, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            raise DialError(DialErrorKind.UNAVAILABLE, f"Twilio unreachable: {exc!r}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise DialError(DialErrorKind.UNREACHABLE, f"Twilio unreachable: {exc!r}") from exc
+        except httpx.HTTPError as exc:  # sent, perhaps acted on, no answer heard
+            raise DialError(DialErrorKind.UNAVAILABLE, f"Twilio did not answer: {exc!r}") from exc
 
 
 def _code(response: httpx.Response) -> str | None:

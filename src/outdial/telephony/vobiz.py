@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +25,7 @@ from outdial.telephony.base import (
     DialRequest,
     ProviderCall,
     Verdict,
+    unreadable,
 )
 
 API_BASE = "https://api.vobiz.ai/api/v1"
@@ -109,11 +110,12 @@ class VobizProvider:
             raise _dial_error(response)
 
     async def fetch(self, provider_call_id: str) -> ProviderCall | None:
-        live = await self._send(
-            "GET", f"{self._calls}{provider_call_id}/", params={"status": "live"}
-        )
-        if live.is_success:
-            return ProviderCall(CallState.IN_PROGRESS)
+        for status, state in (("live", CallState.IN_PROGRESS), ("queued", CallState.QUEUED)):
+            current = await self._send(
+                "GET", f"{self._calls}{provider_call_id}/", params={"status": status}
+            )
+            if current.is_success:
+                return ProviderCall(state)
         record = await self._send("GET", f"{self._calls}{provider_call_id}/")
         if record.status_code == 404:
             return None
@@ -127,19 +129,35 @@ class VobizProvider:
     async def find(
         self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
     ) -> list[str]:
-        """Live and queued calls are listed by id only (`GET …/Call/?status=live|queued`):
-        each one outdial does not know is fetched for its numbers. Ended calls come from the
-        call records, filtered by the two numbers (a record is written a few seconds after
-        the call ends, so a call that ended this instant may be in neither)."""
-        found = []
-        for status in ("live", "queued"):
+        """Queued and live calls are listed by id only (`GET …/Call/?status=queued|live`),
+        queued first (a call moves from that list to the other): each one outdial does not
+        know is fetched for its numbers; one between the two numbers counts whenever it
+        began (its detail's time fields vary by shape). Ended calls come from the call
+        records since `since`, filtered by the two numbers (a record is written a few
+        seconds after the call ends, so a call that ended this instant may be in none of
+        the three)."""
+        try:
+            found = await self._find_current(to_number, from_number, known)
+            return found + [
+                uuid
+                for uuid in await self._find_recorded(to_number, from_number, since)
+                if uuid not in known and uuid not in found
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise unreadable("Vobiz") from exc
+
+    async def _find_current(
+        self, to_number: str, from_number: str, known: Collection[str]
+    ) -> list[str]:
+        found: list[str] = []
+        for status in ("queued", "live"):
             listed = await self._json("GET", self._calls, params={"status": status})
-            for uuid in listed.get("calls", []):
+            for uuid in listed["calls"]:
                 if uuid in known or uuid in found:
                     continue
                 call = await self._send("GET", f"{self._calls}{uuid}/", params={"status": status})
                 if call.status_code == 404:
-                    continue  # ended since it was listed: its record says
+                    continue  # moved on since it was listed: to the next list, or its record
                 if not call.is_success:
                     raise _dial_error(call)
                 body = call.json()
@@ -147,21 +165,29 @@ class VobizProvider:
                     body = (body["calls"] or [{}])[0]
                 to = body.get("to") or body.get("to_number")
                 caller = body.get("from") or body.get("from_number")
-                if _digits(to) == _digits(to_number) and _digits(caller) == _digits(from_number):
-                    found.append(uuid)
+                if _same(to, to_number) and _same(caller, from_number):
+                    found.append(str(uuid))
+        return found
+
+    async def _find_recorded(self, to_number: str, from_number: str, since: datetime) -> list[str]:
         days = {
             "start_date": (since - timedelta(days=1)).date().isoformat(),
-            "end_date": (datetime.now(since.tzinfo) + timedelta(days=1)).date().isoformat(),
+            "end_date": (datetime.now(UTC) + timedelta(days=1)).date().isoformat(),
         }
         query = {"from_number": from_number, "to_number": to_number, "per_page": 100, **days}
         records = await self._json("GET", self._records, params=query)
-        for record in records.get("data", []):
-            uuid = str(record.get("uuid"))
-            started = record.get("start_time")
-            if uuid in known or uuid in found or not started:
+        found = []
+        for record in records["data"]:
+            uuid, started = record.get("uuid"), record.get("start_time")
+            if not uuid or not started:
                 continue
-            if datetime.fromisoformat(str(started)) >= since:
-                found.append(uuid)
+            if not _same(record.get("destination_number"), to_number) or not _same(
+                record.get("caller_id_number"), from_number
+            ):
+                continue  # (the filters match parts of numbers)
+            moment = datetime.fromisoformat(str(started))
+            if (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) >= since:
+                found.append(str(uuid))
         return found
 
     async def _json(self, method: str, url: str, **kwargs: object) -> dict[str, Any]:
@@ -174,8 +200,10 @@ class VobizProvider:
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             return await self._client.request(method, url, headers=self._headers, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            raise DialError(DialErrorKind.UNAVAILABLE, f"Vobiz unreachable: {exc!r}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise DialError(DialErrorKind.UNREACHABLE, f"Vobiz unreachable: {exc!r}") from exc
+        except httpx.HTTPError as exc:  # sent, perhaps acted on, no answer heard
+            raise DialError(DialErrorKind.UNAVAILABLE, f"Vobiz did not answer: {exc!r}") from exc
 
 
 def _dial_error(response: httpx.Response) -> DialError:
@@ -193,9 +221,9 @@ def _dial_error(response: httpx.Response) -> DialError:
     return DialError(DialErrorKind.REJECTED, message, str(response.status_code))
 
 
-def _digits(number: object) -> str:
-    """A number as Vobiz may write it (`919262171438` or `+919262171438`), compared bare."""
-    return str(number or "").lstrip("+")
+def _same(number: object, ours: str) -> bool:
+    """A number as Vobiz may write it (`919262171438` or `+919262171438`) is ours."""
+    return str(number or "").lstrip("+") == ours.lstrip("+")
 
 
 def signed_base(url: str) -> str:

@@ -237,10 +237,10 @@ async def vobiz_transfer(auth_id: str, uuid: str, request: Request) -> Response:
 
 
 def _vobiz_in(call: SimCall, status: str | None) -> bool:
-    """Whether `?status=live|queued` finds the call (a queued call is also live here)."""
+    """Whether `?status=live|queued` finds the call: queued until it rings, then live."""
     if status == "queued":
         return call.state == "queued"
-    return status != "live" or call.live
+    return status != "live" or (call.live and call.state != "queued")
 
 
 @vobiz_router.get("/")
