@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from tests.dialing import wait_for
 
+from outdial import http
 from outdial.telephony.base import LIVE_STATES, CallState, DialError, DialErrorKind, DialRequest
 from outdial.telephony.simulator.app import create_simulator
 from outdial.telephony.simulator.scenario import Scenario
@@ -66,6 +68,28 @@ async def test_twilio_errors_become_dial_error_kinds(simulator: httpx.AsyncClien
     with pytest.raises(DialError) as limited:
         await twilio_on(simulator).dial(REQUEST)
     assert limited.value.kind is DialErrorKind.RATE_LIMITED
+
+
+async def test_a_request_the_provider_took_and_never_answered_is_unavailable() -> None:
+    """Over the service's own client (httpx over aiohttp): a connection that drops after the
+    request went out is an unknown outcome (the call is looked for), and one that cannot be
+    opened sent nothing (`unreachable`), though aiohttp's errors reach httpx as one kind."""
+
+    async def hang_up_after_reading(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the request: the provider may act on it
+        w.close()
+
+    server = await asyncio.start_server(hang_up_after_reading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, http.client(timeout=5, limits=httpx.Limits()) as client:
+        taken = TwilioProvider(client, SID, "t", base_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(DialError) as unanswered:
+            await taken.dial(REQUEST)
+        assert unanswered.value.kind is DialErrorKind.UNAVAILABLE
+        closed = VobizProvider(client, "MA_TEST", "t", base_url="http://127.0.0.1:9/api/v1")
+        with pytest.raises(DialError) as down:
+            await closed.dial(REQUEST)
+        assert down.value.kind is DialErrorKind.UNREACHABLE
 
 
 async def test_a_provider_that_cannot_be_reached_is_unreachable() -> None:

@@ -244,7 +244,7 @@ class Sender:
         it unknown."""
         since = first_sent - CLOCK_SKEW
         for look in range(LOOKUP_TRIES):
-            await asyncio.sleep(CALLBACK_GRACE_SECONDS * 2**look)
+            await self._hold(job, CALLBACK_GRACE_SECONDS * 2**look)
             if await self._placed(job):
                 return Found(True)
             async with self.sessionmaker() as session:
@@ -338,13 +338,19 @@ class Sender:
         """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
         pause = error.retry_after or min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
         log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
+        await self._hold(job, pause)
+
+    async def _hold(self, job: DialJob, seconds: float) -> None:
+        """Wait, the call's lease renewed past the wait (the reaper leaves the dial alone)."""
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
                 update(calls)
                 .where(calls.c.id == job.call_id)
-                .values(lease_expires_at=utcnow() + self.settings.lease + timedelta(seconds=pause))
+                .values(
+                    lease_expires_at=utcnow() + self.settings.lease + timedelta(seconds=seconds)
+                )
             )
-        await asyncio.sleep(pause)
+        await asyncio.sleep(seconds)
 
     async def _dial_sent(self, job: DialJob, provider_call_id: str | None) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""
@@ -382,9 +388,8 @@ class Sender:
             call = await store.lock_call(session, job.call_id)
             if call is None:
                 return False
-            heard = error.kind is DialErrorKind.UNAVAILABLE and (
-                call.status != CallState.QUEUED.value or call.provider_call_sid is not None
-            )
+            # (After an earlier send whose 5xx hid a call the provider did not list yet.)
+            heard = call.status != CallState.QUEUED.value or call.provider_call_sid is not None
             if heard:
                 ended = call.status in webhook_events.FINAL_STATUSES
             elif error.kind is DialErrorKind.REJECTED:

@@ -199,5 +199,7 @@ class Dialer:
                     self.wakeup.campaign(campaign_id)
             except (DBAPIError, OSError) as exc:
                 log.warning("reaper round failed: %s", exc)
+            except Exception:  # a round's surprise must not end the rounds to come
+                log.exception("reaper round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), self.settings.reap_seconds)

@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from twilio.request_validator import RequestValidator
 
+from outdial.http import never_sent
 from outdial.telephony.base import (
     CallEvent,
     CallState,
@@ -101,9 +102,12 @@ class TwilioProvider:
             return None
         if response.status_code >= 400:
             raise _dial_error(response)
-        body = response.json()
-        duration = body.get("duration")
-        return ProviderCall(_STATES[body["status"]], int(duration) if duration else None)
+        try:
+            body = response.json()
+            duration = body.get("duration")
+            return ProviderCall(_STATES[body["status"]], int(duration) if duration else None)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise unreadable("Twilio") from exc
 
     async def find(
         self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
@@ -126,9 +130,10 @@ class TwilioProvider:
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             return await self._client.request(method, url, auth=self._auth, **kwargs)  # type: ignore[arg-type]
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise DialError(DialErrorKind.UNREACHABLE, f"Twilio unreachable: {exc!r}") from exc
-        except httpx.HTTPError as exc:  # sent, perhaps acted on, no answer heard
+        except httpx.HTTPError as exc:
+            if never_sent(exc):
+                raise DialError(DialErrorKind.UNREACHABLE, f"Twilio unreachable: {exc!r}") from exc
+            # Sent, perhaps acted on, and no answer heard.
             raise DialError(DialErrorKind.UNAVAILABLE, f"Twilio did not answer: {exc!r}") from exc
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from outdial.http import never_sent
 from outdial.telephony.base import (
     CallEvent,
     CallState,
@@ -121,10 +122,13 @@ class VobizProvider:
             return None
         if not record.is_success:
             raise _dial_error(record)
-        body = record.json()
-        state = _hangup_state(str(body.get("hangup_cause_code", "")), body.get("call_status"))
-        duration = body.get("bill_duration") or body.get("duration")
-        return ProviderCall(state, int(duration) if duration else None)
+        try:
+            body = record.json()
+            state = _hangup_state(str(body.get("hangup_cause_code", "")), body.get("call_status"))
+            duration = body.get("bill_duration") or body.get("duration")
+            return ProviderCall(state, int(duration) if duration else None)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise unreadable("Vobiz") from exc
 
     async def find(
         self, to_number: str, from_number: str, since: datetime, known: Collection[str] = ()
@@ -200,9 +204,10 @@ class VobizProvider:
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             return await self._client.request(method, url, headers=self._headers, **kwargs)  # type: ignore[arg-type]
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise DialError(DialErrorKind.UNREACHABLE, f"Vobiz unreachable: {exc!r}") from exc
-        except httpx.HTTPError as exc:  # sent, perhaps acted on, no answer heard
+        except httpx.HTTPError as exc:
+            if never_sent(exc):
+                raise DialError(DialErrorKind.UNREACHABLE, f"Vobiz unreachable: {exc!r}") from exc
+            # Sent, perhaps acted on, and no answer heard.
             raise DialError(DialErrorKind.UNAVAILABLE, f"Vobiz did not answer: {exc!r}") from exc
 
 
