@@ -258,6 +258,31 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(
     assert (await service.observed())["created"] == 1
 
 
+async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answered 500, the call not in the provider's list yet (its reads lag) and its first
+    callback late: found neither way, the dial waits to be sent again, and the callback that
+    comes meanwhile stops the send. The call goes on as placed (`started_at` recorded, as
+    for any sent dial), and nobody is rung twice."""
+    monkeypatch.setattr(sender.random, "uniform", lambda _low, high: high)  # back-off 1.5 s
+    ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    late = {"lost_response_rate": 1.0, "listing_lag_seconds": 60, "callback_delay_seconds": 2.75}
+    await service.scenario(**ringing, **late)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+
+    async def started() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls if calls and calls[0]["started_at"] else None
+
+    (call,) = await wait_for(started, timeout=15)
+    assert call["status"] in LIVE_STATUSES and call["status"] != "queued"
+    await asyncio.sleep(2)  # past the back-off: no second send
+    seen = await service.observed()
+    assert seen["created"] == 1 and seen["lookups"] >= 1
+
+
 async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Service) -> None:
     """Answered 500, no callback, and the provider's list of calls answers 500 too, each of
     the three times it is asked: whether the person's phone rang is unknown, so the dial is

@@ -6,7 +6,7 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -70,6 +70,17 @@ def _lookup_fails(carrier: Carrier) -> bool:
     return carrier.dice.chance(carrier.scenario.lookup_error_rate)
 
 
+def _listed(carrier: Carrier, dialect: str, account: str) -> list[SimCall]:
+    """The account's calls the listings show, newest first: those older than the scenario's
+    `listing_lag_seconds`."""
+    shown_before = datetime.now(UTC) - timedelta(seconds=carrier.scenario.listing_lag_seconds)
+    return [
+        call
+        for call in reversed(carrier.calls.values())
+        if call.dialect == dialect and call.account == account and call.created_at <= shown_before
+    ]
+
+
 def _rfc2822(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC), usegmt=False)
 
@@ -117,10 +128,8 @@ async def twilio_list(account_sid: str, request: Request) -> Response:
     size = int(query.get("PageSize", "50"))
     calls = [
         call
-        for call in reversed(carrier.calls.values())
-        if call.dialect == "twilio"
-        and call.account == account_sid
-        and query.get("To", call.to_number) == call.to_number
+        for call in _listed(carrier, "twilio", account_sid)
+        if query.get("To", call.to_number) == call.to_number
         and query.get("From", call.from_number) == call.from_number
     ][:size]
     listed = [
@@ -254,11 +263,7 @@ async def vobiz_list(auth_id: str, request: Request) -> Response:
         return JSONResponse({"error": "status must be live or queued"}, status_code=400)
     if _lookup_fails(carrier):
         return JSONResponse({"error": "internal server error"}, status_code=500)
-    calls = [
-        call.sid
-        for call in carrier.calls.values()
-        if call.dialect == "vobiz" and call.account == auth_id and _vobiz_in(call, status)
-    ]
+    calls = [call.sid for call in _listed(carrier, "vobiz", auth_id) if _vobiz_in(call, status)]
     return JSONResponse({"api_id": secrets.token_hex(8), "calls": calls})
 
 
@@ -300,10 +305,8 @@ async def vobiz_records(auth_id: str, request: Request) -> Response:
             "start_time": call.created_at.isoformat().replace("+00:00", "Z"),
             "hangup_cause_name": call.state,
         }
-        for call in reversed(carrier.calls.values())
-        if call.dialect == "vobiz"
-        and call.account == auth_id
-        and not call.live
+        for call in _listed(carrier, "vobiz", auth_id)
+        if not call.live
         and query.get("from_number", call.from_number) in call.from_number
         and query.get("to_number", call.to_number) in call.to_number
         and (first is None or first <= call.created_at.date().isoformat())

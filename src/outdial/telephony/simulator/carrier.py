@@ -432,12 +432,13 @@ class Carrier:
         """Send a callback; the scenario may drop or duplicate it, or let later ones overtake it."""
         if self.dice.chance(self.scenario.drop_rate):
             return
-        delay = (
+        late = self.scenario.callback_delay_seconds
+        delay = late + (
             self.dice.seconds((0.05, 0.3)) if self.dice.chance(self.scenario.reorder_rate) else 0
         )
         self._spawn(self._send_later(call, url, params, delay))
         if self.dice.chance(self.scenario.duplicate_rate):
-            self._spawn(self._send_later(call, url, params, self.dice.seconds((0.0, 0.2))))
+            self._spawn(self._send_later(call, url, params, late + self.dice.seconds((0.0, 0.2))))
 
     async def _send_later(
         self, call: SimCall, url: str, params: dict[str, str], delay: float

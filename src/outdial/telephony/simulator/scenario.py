@@ -53,6 +53,15 @@ class Scenario(BaseModel):
         description="Share of call listings (Twilio's `GET Calls.json`, Vobiz's live, queued "
         "and record lists) answered 500: the carrier cannot say which calls it has.",
     )
+    callback_delay_seconds: float = Field(
+        default=0.0, ge=0, description="Every callback is sent this much later (a slow carrier)."
+    )
+    listing_lag_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="A call appears in the call listings only this long after it was created "
+        "(reads that are eventually consistent).",
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
