@@ -1,10 +1,12 @@
-"""Acting on live calls from the API: wait for in-flight dials, hang calls up."""
+"""Acting on calls through their provider: wait for in-flight dials, hang calls up, and
+find the call a dial placed though its outcome was unknown."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.models import Call, PhoneNumber
 from outdial.models.call import LIVE_STATUSES
-from outdial.telephony.base import DialError
+from outdial.telephony.base import DialError, Provider
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
+# How far a provider's clock may be behind ours when its calls are read by creation time.
+CLOCK_SKEW = timedelta(seconds=60)
 
 
 async def settle(
@@ -82,3 +86,28 @@ async def hang_up_one(carriers: Carriers, number: PhoneNumber, provider_call_id:
 async def live_calls(session: AsyncSession, campaign_id: str) -> list[str]:
     query = select(Call.id).where(Call.campaign_id == campaign_id, Call.status.in_(LIVE_STATUSES))
     return list((await session.scalars(query)).all())
+
+
+async def find_placed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: Provider,
+    *,
+    user_id: str,
+    to_number: str,
+    from_number: str,
+    sent_at: datetime,
+) -> str | None:
+    """The provider's id of the call a dial sent at `sent_at` placed though its outcome was
+    unknown (a 5xx, a broken connection, a worker that died on the way): one the provider
+    lists between the two numbers since then (`Provider.find`), less those of the account's
+    calls to the person and of its live calls, which outdial knows. Raises DialError when the
+    provider cannot say."""
+    known_query = select(Call.provider_call_sid).where(
+        Call.user_id == user_id,
+        Call.provider_call_sid.is_not(None),
+        (Call.to_number == to_number) | Call.status.in_(LIVE_STATUSES),
+    )
+    async with sessionmaker() as session:
+        known = {sid for sid in await session.scalars(known_query) if sid is not None}
+    found = await provider.find(to_number, from_number, sent_at - CLOCK_SKEW, known)
+    return found[0] if found else None

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import CLOCK_SKEW, CallState, DialError
+from outdial.telephony.base import CallState, DialError
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
@@ -109,50 +109,38 @@ async def _end_unconfirmed_dials(
 
     lost = []
     for call_id in ids:
+        async with sessionmaker() as session:
+            call = await session.get(Call, call_id)
+            number = await session.get(PhoneNumber, call.phone_number_id) if call else None
+        if call is None or number is None or call.dial_started_at is None:
+            lost.append(call_id)
+            continue
         try:
-            found = await _find_placed(sessionmaker, carriers, call_id)
+            found = await control.find_placed(
+                sessionmaker,
+                carriers.for_number(number),
+                user_id=call.user_id,
+                to_number=call.to_number,
+                from_number=number.phone_number,
+                sent_at=call.dial_started_at,
+            )
         except DialError as exc:
             # Asked again next round; after three times the patience, given up on.
             log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
-            if await _unconfirmed_since(sessionmaker, call_id, now - 3 * grace):
+            if call.lease_expires_at is not None and call.lease_expires_at < now - 3 * grace:
                 lost.append(call_id)
             continue
         if found is None:
             lost.append(call_id)
             continue
-        number, provider_call_id = found
         async with write_transaction(sessionmaker) as session:
-            call = await store.lock_call(session, call_id)
-            if call is None or not still_unconfirmed(call):
+            locked = await store.lock_call(session, call_id)
+            if locked is None or not still_unconfirmed(locked):
                 continue
-            hang_up = await store.found_placed(session, call, provider_call_id, now)
+            hang_up = await store.found_placed(session, locked, found, now)
         if hang_up:  # (stopped with `hangup_active`, or `PATCH /calls`, while unconfirmed)
-            await control.hang_up_one(carriers, number, provider_call_id)
+            await control.hang_up_one(carriers, number, found)
     return await _finish_each(sessionmaker, lost, CallState.FAILED, now, "lost", still_unconfirmed)
-
-
-async def _unconfirmed_since(sessionmaker: Sessions, call_id: str, moment: datetime) -> bool:
-    async with sessionmaker() as session:
-        lease = await session.scalar(select(Call.lease_expires_at).where(Call.id == call_id))
-    return lease is not None and lease < moment
-
-
-async def _find_placed(
-    sessionmaker: Sessions, carriers: Carriers, call_id: str
-) -> tuple[PhoneNumber, str] | None:
-    """The call a dial placed, if the provider lists one (and the number it was placed
-    from); raises DialError when the provider cannot say."""
-    async with sessionmaker() as session:
-        call = await session.get(Call, call_id)
-        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
-        if call is None or number is None or call.dial_started_at is None:
-            return None
-        since = call.dial_started_at - CLOCK_SKEW
-        known = await store.provider_ids(session, call.user_id, call.to_number)
-    found = await carriers.for_number(number).find(
-        call.to_number, number.phone_number, since, known
-    )
-    return (number, found[0]) if found else None
 
 
 async def _finish_each(

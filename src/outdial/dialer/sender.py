@@ -25,14 +25,7 @@ from outdial.dialer.store import calls, campaigns
 from outdial.do_not_call import repository as do_not_call
 from outdial.models import Campaign, utcnow
 from outdial.pre_dial.service import PreDialChecker
-from outdial.telephony.base import (
-    CLOCK_SKEW,
-    CallState,
-    DialError,
-    DialErrorKind,
-    DialRequest,
-    Provider,
-)
+from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
 from outdial.telephony.registry import Carriers
 from outdial.webhook import events as webhook_events
 from outdial.webhook import repository as webhook_repository
@@ -148,7 +141,17 @@ _SENT = (
     )
 )
 
-_STATUS = select(calls.c.status).where(calls.c.id == bindparam("call_id"))
+_STATUS = select(calls.c.status, calls.c.provider_call_sid).where(
+    calls.c.id == bindparam("call_id")
+)
+
+
+def _heard(status: str, provider_call_sid: str | None) -> bool:
+    """Whether the provider has been heard of for a call: a callback moved it on from
+    `queued`, or its id is recorded."""
+    return status != CallState.QUEUED.value or provider_call_sid is not None
+
+
 # (A hang-up asked for while the dial was on its way had no provider id to act on.)
 _SENT_STATUS = _SENT.returning(calls.c.status, calls.c.hangup_requested, calls.c.provider_call_sid)
 _SENT_UNHEARD = _SENT.where(webhook_repository.no_endpoints(calls.c.user_id)).returning(
@@ -242,31 +245,37 @@ class Sender:
         provider lists a call to the number from the caller number since the dial's first
         send that outdial does not know of. A provider that cannot list its calls leaves
         it unknown."""
-        since = first_sent - CLOCK_SKEW
         for look in range(LOOKUP_TRIES):
             await self._hold(job, CALLBACK_GRACE_SECONDS * 2**look)
             if await self._placed(job):
                 return Found(True)
-            async with self.sessionmaker() as session:
-                known = await store.provider_ids(session, job.number.user_id, job.to_number)
             try:
-                found = await provider.find(job.to_number, job.number.phone_number, since, known)
+                found = await control.find_placed(
+                    self.sessionmaker,
+                    provider,
+                    user_id=job.number.user_id,
+                    to_number=job.to_number,
+                    from_number=job.number.phone_number,
+                    sent_at=first_sent,
+                )
                 break
             except DialError as error:
                 log.warning("dial of %s: cannot tell if it was placed: %s", job.call_id, error)
         else:
             return Found(True) if await self._placed(job) else Found(None)
         if found:
-            log.warning("dial of %s was placed despite the error: %s", job.call_id, found[0])
-            return Found(True, found[0])
+            log.warning("dial of %s was placed despite the error: %s", job.call_id, found)
+            return Found(True, found)
         return Found(await self._placed(job))  # (its first callback, just now)
 
     async def _went_out_after_all(self, job: DialJob) -> bool:
         """After a dial was stopped or given up: whether a callback came for it meanwhile
-        (the provider's list had not shown the call yet), so it was not given back and goes
-        on as placed. Seen under the call's lock by the give-back, which leaves such a call."""
+        (the provider's list had not shown the call yet), so it was neither given back nor
+        ended (the give-back and `_dial_failed` look under the call's lock) and goes on as
+        placed."""
         rows = await read_alone(self.sessionmaker, _STATUS, {"call_id": job.call_id})
-        if not rows or rows[0].status in (CallState.QUEUED.value, *webhook_events.FINAL_STATUSES):
+        live = rows and rows[0].status not in webhook_events.FINAL_STATUSES
+        if not live or not _heard(rows[0].status, rows[0].provider_call_sid):
             return False
         await self._dial_sent(job, None)
         return True
@@ -389,14 +398,12 @@ class Sender:
             if call is None:
                 return False
             # (After an earlier send whose 5xx hid a call the provider did not list yet.)
-            heard = call.status != CallState.QUEUED.value or call.provider_call_sid is not None
-            if heard:
-                ended = call.status in webhook_events.FINAL_STATUSES
-            elif error.kind is DialErrorKind.REJECTED:
+            heard = _heard(call.status, call.provider_call_sid)
+            if not heard and error.kind is DialErrorKind.REJECTED:
                 await store.release_undialed(
                     session, call, now, "provider_refused", f"provider refused the dial: {error}"
                 )
-            else:
+            elif not heard:
                 reason = (
                     "invalid_number"
                     if error.kind is DialErrorKind.INVALID_NUMBER
@@ -404,9 +411,7 @@ class Sender:
                 )
                 await store.finish_call(session, call, CallState.FAILED, now, reason=reason)
         if heard:
-            if not ended:
-                await self._dial_sent(job, None)
-            return not ended
+            return await self._went_out_after_all(job)
         log.warning("dial of %s failed: %s", job.call_id, error)
         if error.kind is DialErrorKind.REJECTED and job.campaign_id:
             async with write_transaction(self.sessionmaker) as session:

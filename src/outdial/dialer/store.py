@@ -39,7 +39,7 @@ from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.dialer.wakeup import CHANNEL
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
 from outdial.models.call_event import MEDIA_CLAIM_KEY
-from outdial.telephony.base import FINAL_STATES, LIVE_STATES, CallState, Verdict, moves_forward
+from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
 from outdial.telephony.base import CallEvent as Event
 from outdial.webhook import events as webhook_events
 from outdial.webhook import repository as webhook_repository
@@ -835,17 +835,6 @@ _WAITING = (
     .group_by(counters.c.name)
     .having(func.sum(counters.c.value) != 0)
 )
-
-
-async def provider_ids(session: AsyncSession, user_id: str, to_number: str) -> set[str]:
-    """The provider's ids of the account's calls to `to_number` and of all its live calls:
-    those of the calls a provider lists that outdial knows (`Provider.find`)."""
-    query = select(Call.provider_call_sid).where(
-        Call.user_id == user_id,
-        Call.provider_call_sid.is_not(None),
-        (Call.to_number == to_number) | Call.status.in_([state.value for state in LIVE_STATES]),
-    )
-    return {sid for sid in await session.scalars(query) if sid is not None}
 
 
 async def found_placed(

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
-
-# How far a provider's clock may be behind ours when its calls are read by creation time.
-CLOCK_SKEW = timedelta(seconds=60)
 
 
 class CallState(StrEnum):
