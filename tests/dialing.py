@@ -21,6 +21,7 @@ import uvicorn
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
+from outdial import websocket
 from outdial.app import create_app
 from outdial.auth import service as auth_service
 from outdial.config import Settings
@@ -87,7 +88,14 @@ async def running_service(
     )
     app = create_app(config)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            ws=websocket.PATH,  # as `outdial serve` on this (the standard) event loop
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from outdial import websocket
 from outdial.app import create_app
 from outdial.campaign.state import RECIPIENT_STATUSES
 from outdial.cli.serve import local_credentials
@@ -69,6 +70,7 @@ async def _demo(settings: Settings, recipients: int, concurrency: int, keep_serv
             port=settings.port,
             log_level="warning",
             ws_per_message_deflate=False,  # as `outdial serve`: media frames barely compress
+            ws=websocket.PATH,  # as `outdial serve` on this (the standard) event loop
         )
     )
     serving = asyncio.create_task(server.serve())

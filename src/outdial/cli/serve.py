@@ -12,6 +12,7 @@ import uvicorn
 from rich.console import Console
 from sqlalchemy import select
 
+from outdial import websocket
 from outdial.app import create_app
 from outdial.auth import service as auth_service
 from outdial.cli import supervisor
@@ -76,6 +77,9 @@ def serve_command(
             f'try: curl -H "Authorization: Bearer {issued.key}" '
             f'-H "X-User-ID: {issued.user_id}" {base}/campaign'
         )
+    # uvloop on PostgreSQL; on SQLite every statement is handed to aiosqlite's thread
+    # and back, which the standard loop does faster (docs/decisions.md, "HTTP underneath").
+    loop = "asyncio" if settings.is_sqlite else "uvloop"
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -83,9 +87,8 @@ def serve_command(
         # Media streams are base64 μ-law, which compresses poorly: deflating each 20 ms frame
         # costs CPU on both ends for next to nothing.
         "ws_per_message_deflate": False,
-        # uvloop on PostgreSQL; on SQLite every statement is handed to aiosqlite's thread
-        # and back, which the standard loop does faster (docs/decisions.md, "HTTP underneath").
-        "loop": "asyncio" if settings.is_sqlite else "uvloop",
+        "loop": loop,
+        "ws": websocket.protocol(loop),  # on the standard loop, no pause after each message
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -86,7 +86,7 @@ from outdial.voice import actions
 from outdial.voice.fakes import SAMPLE_RATE
 from outdial.voice.providers import Services
 from outdial.voice.recorder import Recorder
-from outdial.voice.serializers import after_speech
+from outdial.voice.serializers import after_speech, outbound_chunks
 from outdial.voice.vad import CallVAD, silent
 
 log = logging.getLogger("outdial.voice")
@@ -505,6 +505,7 @@ def build(
             audio_in_enabled=True,
             audio_out_enabled=True,
             add_wav_header=False,
+            audio_out_10ms_chunks=outbound_chunks(serializer),
             serializer=serializer,
             session_timeout=SESSION_TIMEOUT_SECONDS,
         ),

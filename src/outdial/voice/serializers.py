@@ -28,6 +28,15 @@ def vobiz_serializer(stream_id: str, call_id: str) -> VobizFrameSerializer:
     return VobizFrameSerializer(stream_id, call_id)
 
 
+def outbound_chunks(serializer: FrameSerializer) -> int:
+    """How much of the assistant's audio each message to the carrier carries, in 10 ms
+    (Pipecat's `audio_out_10ms_chunks`; its default is 4). Every message is a hand-over to
+    the output transport's sender, a conversion and a WebSocket send, whatever its length,
+    so fewer, longer messages cost less (docs/voice.md, "The pipeline"). Vobiz asks for
+    chunks of 20 to 60 ms: 60. Twilio buffers what it is sent and sets no limit: 80."""
+    return 6 if isinstance(serializer, VobizFrameSerializer) else 8
+
+
 def after_speech(serializer: FrameSerializer) -> list[FrameProcessor]:
     """What follows the TTS in a call's pipeline for this stream: on Vobiz,
     `CheckpointAfterSpeech`, so a checkpoint goes out behind each utterance's audio."""

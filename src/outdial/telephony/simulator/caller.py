@@ -104,6 +104,7 @@ class Conversation:
     clears: int = 0  # barge-in: the service told the carrier to drop queued audio
     checkpoints: list[str] = field(default_factory=list)  # Vobiz checkpoints, in order
     audio_seconds: float = 0.0  # how much of the assistant's audio arrived
+    first_audio_ms: int = 0  # how much of it the first message carried
     close_code: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +115,7 @@ class Conversation:
             "clears": self.clears,
             "checkpoints": self.checkpoints,
             "audio_seconds": round(self.audio_seconds, 3),
+            "first_audio_ms": self.first_audio_ms,
             "close_code": self.close_code,
         }
 
@@ -168,6 +170,7 @@ class Line:
                 payload = base64.b64decode(message["media"]["payload"])
                 self.last_audio = time.monotonic()
                 conversation.audio_seconds += len(payload) / 8000
+                conversation.first_audio_ms = conversation.first_audio_ms or len(payload) // 8
                 conversation.heard.extend(self.decoder.feed(payload))
             elif event in ("clear", "clearAudio"):
                 conversation.clears += 1
