@@ -8,9 +8,10 @@ selector's watch list (a system call each, and the selector's own bookkeeping) f
 message: a tenth of a busy media process's CPU (docs/benchmarks.md, "Media sessions").
 `WebSocketProtocol` stops reading only once `ws_max_queue` messages (uvicorn's setting,
 32 by default) wait for the application, and starts again, as uvicorn does, when they have
-all been taken: a stream whose application falls behind is still held back, by at most
-that many messages. Under uvloop (on PostgreSQL) stopping and starting is nearly free and
-uvicorn's own protocol is kept: measured there, this one saved nothing.
+all been taken: a stream whose application falls behind is still held back, once that
+many are waiting (one read of the socket may queue a few more). Under uvloop (on
+PostgreSQL) stopping and starting is nearly free and uvicorn's own protocol is kept:
+measured there, this one saved nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             super().send_receive_event_to_app()
         finally:
             self.read_paused = paused
-        if not paused and self.queue.qsize() >= self.config.ws_max_queue:
+        # After the application's close nothing is queued, and the peer's close reply must
+        # still be read (uvicorn started reading again for it).
+        if not (paused or self.close_sent) and self.queue.qsize() >= self.config.ws_max_queue:
             self.read_paused = True
             self.transport.pause_reading()
