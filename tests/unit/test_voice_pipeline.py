@@ -261,7 +261,7 @@ def _processors(worker: CallWorker) -> list[FrameProcessor]:
     return found
 
 
-async def test_silence_that_can_wait_goes_on_five_frames_at_a_time() -> None:
+async def test_silence_that_can_wait_goes_on_hold_frames_at_a_time() -> None:
     """While no user turn is open and the VAD is quiet, the caller's silent frames are
     handed on HOLD_FRAMES at a time as one frame of the same audio, in order; a frame with
     sound goes on at once, the silence held before it first; an open turn or a VAD that
@@ -286,20 +286,21 @@ async def test_silence_that_can_wait_goes_on_five_frames_at_a_time() -> None:
 
     def frame(level: int, number: int) -> InputAudioRawFrame:
         samples = [level if i % 2 else -level for i in range(160)]
-        samples[0] = number  # each frame told apart, still silent
+        samples[0], samples[2] = divmod(number, vad.QUIET_PEAK)  # told apart, still silent
         return InputAudioRawFrame(struct.pack("<160h", *samples), 8000, 1)
 
-    silence = [frame(vad.QUIET_PEAK, n) for n in range(12)]
+    hold = pipeline.HOLD_FRAMES
+    silence = [frame(vad.QUIET_PEAK, n) for n in range(2 * hold + 2)]
     for each in silence:
         await source.push_audio_frame(each)
     assert pushed == [
-        b"".join(f.audio for f in silence[:5]),
-        b"".join(f.audio for f in silence[5:10]),
+        b"".join(f.audio for f in silence[:hold]),
+        b"".join(f.audio for f in silence[hold : 2 * hold]),
     ]
 
     sound = frame(vad.QUIET_PEAK + 1, 0)
     await source.push_audio_frame(sound)
-    assert pushed[2] == silence[10].audio + silence[11].audio + sound.audio
+    assert pushed[2] == silence[-2].audio + silence[-1].audio + sound.audio
 
     pushed.clear()
     line.turn_open = True

@@ -13,7 +13,7 @@ Our own processors (the watchers and the two audio ends) only look at frames and
 drop them, so they run in Pipecat's direct mode: each frame is handled in the task that
 pushed it, not through a queue and a task of their own.
 The transport hands the caller's audio on from the task that receives it (`CallInput`),
-its silence 100 ms at a time while nothing listens closely (`QuietLine`),
+its silence half a second at a time while nothing listens closely (`QuietLine`),
 and the assistant's audio goes out without a task per chunk (`CallMediaSender`,
 `CallAudioContexts`); the worker's processors report frames to observers only when it has
 some (`CallWorker`). docs/voice.md, "The pipeline", says what each saves.
@@ -193,14 +193,14 @@ class Conversation:
         return sum(1 for turn in self.transcript if turn["role"] == role)
 
 
-HOLD_FRAMES = 5  # silent 20 ms frames handed on together while nobody listens closely
+HOLD_FRAMES = 25  # silent 20 ms frames handed on together while nobody listens closely
 
 
 class QuietLine:
     """Whether the caller's silence can wait: no user turn is open and the VAD is quiet.
 
     While the caller is silent and no turn is open, nothing in the pipeline acts on the
-    next 100 ms of silence: the VAD counts no speech to start or stop, the turn strategies
+    next half second of silence: the VAD counts no speech to start or stop, the turn strategies
     wait for speech or a transcript, the speech-to-text service has nothing to finish, and
     the silence limit counts seconds. Every frame handed between two processors costs CPU
     (the caller's silent frames through the STT and the user aggregator were about a
