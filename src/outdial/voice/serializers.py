@@ -33,7 +33,8 @@ def outbound_chunks(serializer: FrameSerializer) -> int:
     (Pipecat's `audio_out_10ms_chunks`; its default is 4). Every message is a hand-over to
     the output transport's sender, a conversion and a WebSocket send, whatever its length,
     so fewer, longer messages cost less (docs/voice.md, "The pipeline"). Vobiz asks for
-    chunks of 20 to 60 ms: 60. Twilio buffers what it is sent and sets no limit: 80."""
+    chunks of 20 to 60 ms: 60. Twilio plays what it is sent from a buffer and names no
+    size for a message: 80."""
     return 6 if isinstance(serializer, VobizFrameSerializer) else 8
 
 
