@@ -2,7 +2,9 @@
 when someone observes), the waits of the assistant's audio on its way out (a queued chunk
 goes on in the same turn of the event loop; the timeouts still fire), the sender without
 bot-speaking heartbeats, the caller's silence held while it can wait (not in a recorded
-call), and `pipeline.build` putting these pieces in."""
+call), frames handed on without Pipecat's trace lines (`voice/frame_push.py`: in order both
+ways, handlers and errors as Pipecat has them), and `pipeline.build` putting these pieces
+in."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ with warnings.catch_warnings():
         BotSpeakingFrame,
         BotStartedSpeakingFrame,
         EndFrame,
+        ErrorFrame,
         Frame,
         InputAudioRawFrame,
         OutputAudioRawFrame,
@@ -34,7 +37,7 @@ with warnings.catch_warnings():
     from pipecat.workers.runner import WorkerRunner
 
 from outdial.config import Settings
-from outdial.voice import pipeline, vad
+from outdial.voice import frame_push, pipeline, vad
 from outdial.voice.config import CallContext, resolve
 from outdial.voice.pipeline import CallAudioContexts, CallMediaSender, CallOutput, CallWorker
 from outdial.voice.providers import services_for
@@ -330,3 +333,90 @@ async def test_a_recorded_calls_silence_goes_on_as_it_comes(tmp_path) -> None:
     )
     (source,) = [p for p in _processors(conversing.worker) if isinstance(p, pipeline.CallInput)]
     assert source.can_wait is None
+
+
+# Frames handed between processors (voice/frame_push.py)
+class Counted(TextFrame):
+    """A text frame that counts how often it is formatted as a string."""
+
+    formatted = 0
+
+    def __str__(self) -> str:
+        Counted.formatted += 1
+        return super().__str__()
+
+
+class Relay(FrameProcessor):
+    """Passes frames on, noting the texts it saw each way; sends `ask` back upstream once."""
+
+    def __init__(self, ask: str | None = None) -> None:
+        super().__init__()
+        self.down: list[str] = []
+        self.up: list[str] = []
+        self.ask = ask
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TextFrame):
+            seen = self.down if direction == FrameDirection.DOWNSTREAM else self.up
+            seen.append(frame.text)
+            if self.ask and direction == FrameDirection.DOWNSTREAM:
+                await self.push_frame(Counted(self.ask), FrameDirection.UPSTREAM)
+                self.ask = None
+        await self.push_frame(frame, direction)
+
+
+async def test_the_pipeline_module_installs_it() -> None:
+    assert FrameProcessor.push_frame is frame_push.push_frame
+
+
+async def test_frames_go_both_ways_in_order_and_none_is_formatted() -> None:
+    first, second, third = Relay(), Relay(ask="again?"), Relay()
+    Counted.formatted = 0
+    await _run(CallWorker(Pipeline([first, second, third])), Counted("one"), Counted("two"))
+    assert first.down == second.down == third.down == ["one", "two"]
+    assert first.up == ["again?"] and second.up == third.up == []
+    # Pipecat's own push formats the frame for its trace line on every hand-over
+    assert Counted.formatted == 0
+
+
+async def test_push_handlers_registered_still_run_around_the_push() -> None:
+    relay, after = Relay(), Relay()
+    relay.link(after)
+    calls: list[str] = []
+
+    @relay.event_handler("on_before_push_frame")
+    async def before(_processor, frame: Frame) -> None:
+        calls.append(f"before {frame.text} (after has {after.down})")
+
+    @relay.event_handler("on_after_push_frame")
+    async def done(_processor, frame: Frame) -> None:
+        calls.append(f"after {frame.text}")
+
+    queued: list[str] = []
+
+    async def queue_frame(frame: Frame, direction: FrameDirection, callback=None) -> None:
+        queued.append(frame.text)
+
+    after.queue_frame = queue_frame  # type: ignore[method-assign]
+    await relay.push_frame(TextFrame("hi"))
+    assert calls == ["before hi (after has [])", "after hi"]
+    assert queued == ["hi"]
+
+
+async def test_a_failing_hand_over_becomes_the_processors_error() -> None:
+    relay, after = Relay(), Relay()
+    relay.link(after)
+    errors: list[ErrorFrame] = []
+
+    @relay.event_handler("on_error")
+    async def failed(_processor, error: ErrorFrame) -> None:
+        errors.append(error)
+
+    async def broken(frame: Frame, direction: FrameDirection, callback=None) -> None:
+        raise RuntimeError("queue gone")
+
+    after.queue_frame = broken  # type: ignore[method-assign]
+    await relay.push_frame(TextFrame("hi"))
+    await asyncio.sleep(0)
+    assert [e.error for e in errors] == ["Uncaught exception: queue gone"]

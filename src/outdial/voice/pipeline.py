@@ -16,7 +16,8 @@ The transport hands the caller's audio on from the task that receives it (`CallI
 its silence half a second at a time while nothing listens closely (`QuietLine`),
 and the assistant's audio goes out without a task per chunk (`CallMediaSender`,
 `CallAudioContexts`); the worker's processors report frames to observers only when it has
-some (`CallWorker`). docs/voice.md, "The pipeline", says what each saves.
+some (`CallWorker`), and every processor hands frames on without building Pipecat's trace
+messages (`frame_push`). docs/voice.md, "The pipeline", says what each saves.
 
 The aggregators' turn events make the transcript; the time from the end of a user turn to
 the assistant's first audio is the turn's latency. The conversation ends when the caller
@@ -82,7 +83,7 @@ with warnings.catch_warnings():
     from pipecat.utils.context.audio_context_manager import AudioContextManager
     from pipecat.workers.runner import WorkerRunner
 
-from outdial.voice import actions
+from outdial.voice import actions, frame_push
 from outdial.voice.fakes import SAMPLE_RATE
 from outdial.voice.providers import Services
 from outdial.voice.recorder import Recorder
@@ -90,6 +91,8 @@ from outdial.voice.serializers import after_speech, outbound_chunks
 from outdial.voice.vad import CallVAD, silent
 
 log = logging.getLogger("outdial.voice")
+
+frame_push.install()  # every hand-over between processors without Pipecat's trace lines
 
 # speech_settings.responsiveness → seconds of quiet after the caller's last words before
 # the turn is theirs no more (Pipecat's SpeechTimeoutUserTurnStopStrategy).
