@@ -1,10 +1,13 @@
-"""`outdial serve --workers N`: which configurations several processes can serve, and the
-supervisor's refusals (the acceptance tests run it with real servers)."""
+"""`outdial serve --workers N`: which configurations several processes can serve, the
+supervisor's refusals, and the board that tells each process whether it is among the least
+busy (the acceptance tests run it with real servers)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,7 +51,7 @@ def test_serve_refuses_several_processes_on_sqlite_before_starting(tmp_path: Pat
     assert not (tmp_path / "data").exists()  # nothing was created
 
 
-def _one_fails_as_it_starts(options: dict[str, Any]) -> None:
+def _one_fails_as_it_starts(options: dict[str, Any], *_shared: Any) -> None:
     """The first process to get here fails at once; the others would serve a minute."""
     try:
         os.close(os.open(options["marker"], os.O_CREAT | os.O_EXCL))
@@ -70,10 +73,27 @@ def test_a_process_that_fails_as_it_starts_stops_the_others(tmp_path: Path) -> N
 def test_a_port_something_listens_on_is_refused_before_any_process_starts(
     tmp_path: Path,
 ) -> None:
-    taken = supervisor.listening_socket("127.0.0.1", free_port())  # SO_REUSEPORT, as ours
+    taken = socket.socket()  # with SO_REUSEPORT, which another listener could share
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", free_port()))
+    taken.listen()
     options = {"host": "127.0.0.1", "port": taken.getsockname()[1], "marker": str(tmp_path / "m")}
     try:
         assert supervisor.run(options, 2, target=_one_fails_as_it_starts) == 1
     finally:
         taken.close()
     assert not (tmp_path / "m").exists()  # no process started
+
+
+def test_a_process_is_ahead_while_one_heard_from_lately_holds_fewer_connections() -> None:
+    board = supervisor.Board(3, multiprocessing.get_context("spawn"))
+    assert not board.ahead(0, 0)  # nobody else has said anything yet
+    assert board.ahead(1, 4)  # 0 holds none
+    assert not board.ahead(0, 4) and not board.ahead(1, 4)  # a tie: neither is ahead
+    assert not board.ahead(2, 3)
+    assert board.ahead(0, 4) and board.ahead(1, 5)
+    # a process not heard from for a second (dead, or stuck) is left out
+    board.values[2 * 2 + 1] -= supervisor.STALE_SECONDS
+    assert not board.ahead(0, 4) and board.ahead(1, 5)
+    board.note(1, 4)
+    assert not board.ahead(0, 4)

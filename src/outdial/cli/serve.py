@@ -98,7 +98,7 @@ def serve_command(
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     load_or_create_key(secret, settings.data_dir)
     os.environ.update({"OUTDIAL_HOST": settings.host, "OUTDIAL_PORT": str(settings.port)})
-    # A socket per process (SO_REUSEPORT), so the kernel spreads the streams evenly.
+    # One socket, each process accepting while it is among the least busy (cli/supervisor.py).
     raise typer.Exit(supervisor.run(options, workers))
 
 
