@@ -279,12 +279,14 @@ async def test_server_processes_share_the_connections_evenly_and_one_that_dies_i
         await asyncio.sleep(0.1)
         if len([held for held in connections() if held]) == 2:
             break
+    assert len([held for held in connections() if held]) == 2, cluster.logs()
     for _reader, writer in probes:
         writer.close()
     for _ in range(100):
         if sum(connections()) == 0:
             break
         await asyncio.sleep(0.1)
+    assert sum(connections()) == 0
     await asyncio.sleep(0.3)  # each process has said on its tick that it holds none again
     opened = [await asyncio.open_connection("127.0.0.1", cluster.api_port) for _ in range(40)]
     held = connections()

@@ -4,6 +4,8 @@ busy (the acceptance tests run it with real servers)."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import multiprocessing
 import os
 import signal
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from tests.dialing import free_port
 
 from outdial.cli import supervisor
@@ -97,3 +100,51 @@ def test_a_process_is_ahead_while_one_heard_from_lately_holds_fewer_connections(
     assert not board.ahead(0, 4) and board.ahead(1, 5)
     board.note(1, 4)
     assert not board.ahead(0, 4)
+    # a process gone, stopping or unable to accept is forgotten at once, until it speaks
+    assert board.ahead(0, 5)
+    board.forget(1)
+    assert not board.ahead(0, 5)
+    assert board.ahead(1, 6)
+
+
+async def _nothing(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app that never answers (the connection is what counts)."""
+
+
+async def test_an_accept_error_of_one_connection_is_passed_over_and_a_lack_leaves_the_board(
+    monkeypatch: Any,
+) -> None:
+    board = supervisor.Board(2, multiprocessing.get_context("spawn"))
+    listener = supervisor.listening_socket("127.0.0.1", free_port())
+    listener.setblocking(False)
+    config = uvicorn.Config(_nothing, lifespan="off", log_level="warning")
+    config.load()
+    server = supervisor.BalancedServer(config, listener, board, 0)
+    server.lifespan = config.lifespan_class(config)  # (what `serve` makes before `startup`)
+    loop = asyncio.get_running_loop()
+    failures = [OSError(errno.ECONNABORTED, "aborted"), OSError(errno.EMFILE, "no descriptors")]
+    accept = loop.sock_accept  # (no stand-in runs a process out of descriptors on cue)
+
+    async def failing(sock: socket.socket) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await accept(sock)
+
+    monkeypatch.setattr(loop, "sock_accept", failing)
+    accepting = asyncio.create_task(server.accept())
+    try:
+        await asyncio.sleep(supervisor.ACCEPT_RETRY_SECONDS / 2)
+        assert not failures and server.unable
+        assert board.values[1] == 0.0  # left out while it cannot accept
+        await asyncio.sleep(supervisor.ACCEPT_RETRY_SECONDS)
+        assert not server.unable and board.values[1] > 0.0  # back once it tries again
+        _reader, writer = await asyncio.open_connection(*listener.getsockname())
+        for _ in range(50):
+            if server.server_state.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert len(server.server_state.connections) == 1
+        writer.close()
+    finally:
+        accepting.cancel()
+        listener.close()

@@ -15,12 +15,16 @@ process whose word is a second old (dead, or stuck) is left out.
 
 The supervisor binds the socket (refusing a port something already listens on), starts
 the processes, restarts one that dies (the connections queued on the shared socket wait
-for the others), stops them all if one fails as it starts, and on SIGINT or SIGTERM.
+for the others), stops them all if one fails as it starts, and on SIGINT or SIGTERM;
+stopping, it and every process close their copies of the socket, so that new connections
+are refused rather than queued for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import multiprocessing
 import signal
@@ -40,6 +44,12 @@ STARTUP_SECONDS = 10.0  # a process that fails sooner could not start: the other
 STOP_SECONDS = 30.0  # then stopping processes are killed
 STALE_SECONDS = 1.0  # a process that has not said how busy it is for this long is left out
 AHEAD_WAIT_SECONDS = 0.01  # a process ahead of the least busy waits this long, then looks again
+ACCEPT_RETRY_SECONDS = 0.1  # after an accept failed for want of a resource (descriptors, memory)
+# accept(2) errors that concern only the connection being accepted: try the next at once
+CONNECTION_ERRNOS = frozenset(
+    {errno.ECONNABORTED, errno.EPROTO, errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH}
+    | {errno.EHOSTDOWN, errno.ENONET, errno.EOPNOTSUPP, errno.ETIMEDOUT, errno.EPERM}
+)
 
 
 class Board:
@@ -55,6 +65,11 @@ class Board:
         now = time.monotonic()
         self.values[2 * slot], self.values[2 * slot + 1] = connections, now
         return now
+
+    def forget(self, slot: int) -> None:
+        """Leave `slot` out until it says something again (its process is gone, stopping, or
+        cannot accept)."""
+        self.values[2 * slot + 1] = 0.0
 
     def ahead(self, slot: int, connections: int) -> bool:
         """Note `connections` for `slot`; whether a process heard from lately holds fewer."""
@@ -77,20 +92,35 @@ class BalancedServer(uvicorn.Server):
         super().__init__(config)
         self.listener, self.board, self.slot = listener, board, slot
         self.accepting: asyncio.Task[None] | None = None
+        self.unable = False  # accepting failed for want of a resource: left out meanwhile
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's startup; no listener of uvicorn's own
         self.listener.setblocking(False)
         self.accepting = asyncio.create_task(self.accept())
+        self.accepting.add_done_callback(self.accepting_ended)
 
     async def on_tick(self, counter: int) -> bool:
-        self.board.note(self.slot, len(self.server_state.connections))
+        if not self.unable:
+            self.board.note(self.slot, len(self.server_state.connections))
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting and leave the board, then uvicorn's shutdown. With every process's
+        copy of the socket closed (the supervisor closes its own as it stops them), new
+        connections are refused rather than queued for nobody."""
+        self.board.forget(self.slot)
         if self.accepting is not None:
             self.accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # (logged if it failed)
+                await self.accepting
+        self.listener.close()
         await super().shutdown(sockets)
+
+    def accepting_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("server process stops accepting", exc_info=task.exception())
+            self.should_exit = True  # the supervisor starts another
 
     def protocol(self) -> asyncio.Protocol:
         """uvicorn's protocol for a new connection, as its `startup` makes it."""
@@ -106,12 +136,18 @@ class BalancedServer(uvicorn.Server):
                 continue
             try:
                 connection, _ = await loop.sock_accept(self.listener)
-            except OSError as error:  # out of file descriptors, and the like
+            except OSError as error:
+                if error.errno in CONNECTION_ERRNOS:  # that connection only: the next
+                    continue
+                # Out of descriptors or memory: leave the connections to the others meanwhile.
                 log.error("cannot accept a connection: %s", error)
-                await asyncio.sleep(0.1)
+                self.unable = True
+                self.board.forget(self.slot)
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                self.unable = False
                 continue
             try:
-                await loop.connect_accepted_socket(self.protocol, connection)
+                await loop.connect_accepted_socket(self.protocol, connection, ssl=self.config.ssl)
             except OSError:  # the peer had gone already
                 connection.close()
 
@@ -160,6 +196,7 @@ def run(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def start(slot: int) -> tuple[BaseProcess, float]:
+        board.forget(slot)  # (a process that died in it may have said it was the least busy)
         process = context.Process(
             target=target, args=(options, listener, board, slot), name="outdial-serve"
         )
@@ -185,6 +222,7 @@ def run(
                 "server process %s exited (%s): starting another", process.pid, process.exitcode
             )
             running[i] = start(i)
+    listener.close()  # the processes close theirs as they stop: new connections are refused
     for process, _ in running:
         if process.is_alive():
             process.terminate()
@@ -194,7 +232,6 @@ def run(
         if process.is_alive():
             process.kill()
             process.join()
-    listener.close()
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     return status
