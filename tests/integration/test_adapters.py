@@ -200,3 +200,19 @@ async def test_find_lists_the_calls_to_a_number_since_a_moment(
     with pytest.raises(DialError) as unknown:
         await provider.find(to, caller, before)
     assert unknown.value.kind is DialErrorKind.UNAVAILABLE
+
+
+async def test_the_simulators_lists_refuse_a_page_size_that_is_no_count(
+    simulator: httpx.AsyncClient,
+) -> None:
+    twilio = f"/2010-04-01/Accounts/{SID}/Calls.json"
+    vobiz = "/api/v1/Account/MA_TEST/cdr"
+    headers = {"X-Auth-ID": "MA_TEST", "X-Auth-Token": "good"}
+    for size in ("x", "0", "-1", "1.5", "1001"):
+        refused = await simulator.get(twilio, params={"PageSize": size}, auth=(SID, "good"))
+        assert refused.status_code == 400 and refused.json()["code"] == 20007, size
+        refused = await simulator.get(vobiz, params={"per_page": size}, headers=headers)
+        assert refused.status_code == 400 and "per_page" in refused.json()["error"], size
+    listed = await simulator.get(twilio, params={"PageSize": "1000"}, auth=(SID, "good"))
+    assert listed.status_code == 200 and listed.json()["page_size"] == 1000
+    assert (await simulator.get(vobiz, params={"per_page": "5"}, headers=headers)).is_success

@@ -32,6 +32,12 @@ def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
 
 
+def _page_size(value: str, largest: int) -> int | None:
+    """A page size from the query (1 to `largest`), or None for anything else."""
+    size = int(value) if value.isdigit() else 0
+    return size if 1 <= size <= largest else None
+
+
 def _basic_auth(request: Request, account_sid: str) -> str | None:
     """The auth token from HTTP Basic auth, when the user is the account in the path."""
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -125,7 +131,9 @@ async def twilio_list(account_sid: str, request: Request) -> Response:
     if _lookup_fails(carrier):
         return _twilio_error(500, 20500, "Internal Server Error")
     query = request.query_params
-    size = int(query.get("PageSize", "50"))
+    size = _page_size(query.get("PageSize", "50"), 1000)
+    if size is None:  # Twilio's limit and code for a page too large
+        return _twilio_error(400, 20007, "PageSize must be a whole number from 1 to 1000")
     calls = [
         call
         for call in _listed(carrier, "twilio", account_sid)
@@ -296,6 +304,9 @@ async def vobiz_records(auth_id: str, request: Request) -> Response:
     if _lookup_fails(carrier):
         return JSONResponse({"error": "internal server error"}, status_code=500)
     query = request.query_params
+    size = _page_size(query.get("per_page", "20"), 1000)
+    if size is None:
+        return JSONResponse({"error": "per_page must be a whole number from 1 to 1000"}, 400)
     first, last = query.get("start_date"), query.get("end_date")
     records = [
         {
@@ -311,7 +322,7 @@ async def vobiz_records(auth_id: str, request: Request) -> Response:
         and query.get("to_number", call.to_number) in call.to_number
         and (first is None or first <= call.created_at.date().isoformat())
         and (last is None or call.created_at.date().isoformat() <= last)
-    ][: int(query.get("per_page", "20"))]
+    ][:size]
     return JSONResponse({"count": len(records), "data": records})
 
 
