@@ -67,10 +67,12 @@ class Pushes(BaseObserver):
     def __init__(self) -> None:
         super().__init__()
         self.texts: list[str] = []
+        self.times: list[int] = []
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if isinstance(data.frame, TextFrame):
             self.texts.append(data.frame.text)
+            self.times.append(data.timestamp)
 
 
 async def _run(worker: CallWorker, *frames: Frame) -> None:
@@ -96,6 +98,7 @@ async def test_an_observer_added_is_told_every_push() -> None:
     assert first.observed == second.observed == [True]
     # pushed by the worker's source, by each probe and by the pipeline into its sink
     assert pushes.texts.count("hello") >= 2
+    assert all(time > 0 for time in pushes.times)  # the worker's clock at each push
 
 
 async def _turns_while(awaitable) -> tuple[object, int]:

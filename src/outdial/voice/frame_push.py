@@ -11,10 +11,12 @@ and the two event-handler calls 2.3 % (each an awaited coroutine that finds no h
 about a tenth of the event loop's work (docs/benchmarks.md, "Media sessions").
 
 `push_frame` here does what Pipecat's does, in the same order: the handlers run when
-something registered one (nothing in outdial does), the observer sees the hand-over, the
-neighbour queues the frame, and an exception on the way becomes the processor's error.
-Only the trace lines are gone. `install()` puts it on `FrameProcessor` itself, so that
-Pipecat's processors (their own `push_frame`s call it through `super()`) use it too.
+something registered one (nothing in outdial does), the observer sees the hand-over with
+the time it was made, the neighbour queues the frame, and an exception on the way becomes
+the processor's error. Only the trace lines are gone, and the clock is read only for an
+observer (a call's worker has none: `pipeline.CallWorker`). `install()` puts it on
+`FrameProcessor` itself, so that Pipecat's processors (their own `push_frame`s call it
+through `super()`) use it too.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ async def push_frame(
     setup: Any = self._setup
     observer = setup.observer if setup else None
     try:
-        timestamp = self.get_clock().get_time() if setup else 0
         if direction == FrameDirection.DOWNSTREAM:
             neighbour = self._next
         elif direction == FrameDirection.UPSTREAM:
@@ -55,7 +56,8 @@ async def push_frame(
         else:
             neighbour = None
         if neighbour:
-            if observer:
+            if observer:  # (Pipecat reads the clock for every push, observed or not)
+                timestamp = self.get_clock().get_time()
                 await observer.on_push_frame(
                     FramePushed(
                         source=self,
