@@ -35,19 +35,17 @@ BEFORE = "on_before_push_frame"
 AFTER = "on_after_push_frame"
 
 
-def _handled(processor: FrameProcessor, event: str) -> bool:
-    registered = processor._event_handlers.get(event)
-    return registered is None or bool(registered.handlers)
-
-
 async def push_frame(
     self: FrameProcessor, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
 ) -> None:
     """Hand `frame` to the next processor (downstream) or the previous one (upstream)."""
-    if _handled(self, BEFORE):
+    handlers = self._event_handlers
+    before, after = handlers.get(BEFORE), handlers.get(AFTER)
+    if before is None or before.handlers:  # (an unregistered event: Pipecat's own answer)
         await self._call_event_handler(BEFORE, frame)
     setup: Any = self._setup
-    observer = setup.observer if setup else None
+    # (read past FrameProcessorSetup's __getattribute__, which only watches another field)
+    observer = object.__getattribute__(setup, "observer") if setup else None
     try:
         if direction == FrameDirection.DOWNSTREAM:
             neighbour = self._next
@@ -72,7 +70,7 @@ async def push_frame(
         await self.push_error(
             error_msg=f"Uncaught exception: {e}", exception=e, category=ErrorCategory.UNKNOWN
         )
-    if _handled(self, AFTER):
+    if after is None or after.handlers:
         await self._call_event_handler(AFTER, frame)
 
 
