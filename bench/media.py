@@ -259,6 +259,17 @@ def _cpu(process: psutil.Process) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(True)])
 
 
+def _machine(before: Any, after: Any) -> tuple[float, float]:
+    """CPU seconds the whole machine was busy between two `psutil.cpu_times()`, and those
+    the hypervisor gave to others while this machine wanted them (steal)."""
+    idle = ("idle", "iowait", "steal", "guest", "guest_nice")
+    busy = sum(
+        getattr(after, name) - getattr(before, name) for name in after._fields if name not in idle
+    )
+    steal = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+    return busy, steal
+
+
 def _own_cpu(process: psutil.Process) -> float:
     """This process alone (the server is its child)."""
     return float(sum(process.cpu_times()[:2]))
@@ -407,12 +418,14 @@ async def level(
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     me = psutil.Process()
     cpu_before = (_cpu(server), _own_cpu(me), time.monotonic())
+    machine_before = psutil.cpu_times()
     rss = 0.0
     streams = _streams(server, cluster.api_port)
     while time.monotonic() < end:
         await asyncio.sleep(1.0)
         rss = max(rss, _rss_mib(server))
     cpu_after = (_cpu(server), _own_cpu(me), time.monotonic())
+    machine = _machine(machine_before, psutil.cpu_times())
     await asyncio.gather(*talkers)
     await asyncio.sleep(0.5)
     await senders.stop()
@@ -445,6 +458,8 @@ async def level(
         "health": _within(health.times, start, end),
         "server_cpu": (cpu_after[0] - cpu_before[0]) / elapsed * 100,
         "client_cpu": (cpu_after[1] - cpu_before[1]) / elapsed * 100,
+        "machine_cpu": machine[0] / elapsed * 100,
+        "steal": machine[1] / elapsed * 100,
         "server_rss": rss,
         "streams": streams,
         "stored": stored,
@@ -496,6 +511,10 @@ def _print(title: str, r: dict[str, Any]) -> None:
         f"client CPU {r['client_cpu']:.0f} %; /health p50 {_ms(r['health'], 0.5):.1f} "
         f"p99 {_ms(r['health'], 0.99):.1f} ms; client send lateness p99 "
         f"{_ms(r['send_late'], 0.99):.1f} ms"
+    )
+    print(
+        f"  machine CPU {r['machine_cpu']:.0f} % of a core (everything, the database "
+        f"included), stolen by the host {r['steal']:.0f} %"
     )
     if len(r["streams"]) > 1:
         print(f"  connections per server process: {' / '.join(map(str, r['streams']))}")
