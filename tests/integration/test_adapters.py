@@ -208,7 +208,7 @@ async def test_the_simulators_lists_refuse_a_page_size_that_is_no_count(
     twilio = f"/2010-04-01/Accounts/{SID}/Calls.json"
     vobiz = "/api/v1/Account/MA_TEST/cdr"
     headers = {"X-Auth-ID": "MA_TEST", "X-Auth-Token": "good"}
-    for size in ("x", "0", "-1", "1.5", "1001"):
+    for size in ("x", "0", "-1", "1.5", "1001", "²"):
         refused = await simulator.get(twilio, params={"PageSize": size}, auth=(SID, "good"))
         assert refused.status_code == 400 and refused.json()["code"] == 20007, size
         refused = await simulator.get(vobiz, params={"per_page": size}, headers=headers)

@@ -5,6 +5,7 @@ busy (the acceptance tests run it with real servers)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -145,6 +146,29 @@ async def test_an_accept_error_of_one_connection_is_passed_over_and_a_lack_leave
             await asyncio.sleep(0.01)
         assert len(server.server_state.connections) == 1
         writer.close()
+        await writer.wait_closed()
     finally:
         accepting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await accepting
+        listener.close()
+
+
+async def test_any_other_accept_error_ends_the_process_to_be_replaced(monkeypatch: Any) -> None:
+    board = supervisor.Board(1, multiprocessing.get_context("spawn"))
+    listener = supervisor.listening_socket("127.0.0.1", free_port())
+    config = uvicorn.Config(_nothing, lifespan="off", log_level="critical")
+    server = supervisor.BalancedServer(config, listener, board, 0)
+
+    async def broken(sock: socket.socket) -> Any:
+        raise OSError(errno.EBADF, "not a descriptor")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "sock_accept", broken)
+    accepting = asyncio.create_task(server.accept())
+    accepting.add_done_callback(server.accepting_ended)
+    try:
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(accepting, timeout=5)
+        assert server.should_exit  # uvicorn's main loop ends; the supervisor starts another
+    finally:
         listener.close()

@@ -47,9 +47,15 @@ AHEAD_WAIT_SECONDS = 0.01  # a process ahead of the least busy waits this long, 
 ACCEPT_RETRY_SECONDS = 0.1  # after an accept failed for want of a resource (descriptors, memory)
 # accept(2) errors that concern only the connection being accepted: try the next at once
 CONNECTION_ERRNOS = frozenset(
-    {errno.ECONNABORTED, errno.EPROTO, errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH}
-    | {errno.EHOSTDOWN, errno.ENONET, errno.EOPNOTSUPP, errno.ETIMEDOUT, errno.EPERM}
+    getattr(errno, name, -1)  # (ENONET is Linux's)
+    for name in (
+        *("ECONNABORTED", "EPROTO", "ENETDOWN", "ENETUNREACH", "EHOSTUNREACH"),
+        *("EHOSTDOWN", "ENONET", "EOPNOTSUPP", "ETIMEDOUT", "EPERM"),
+    )
 )
+# accept(2) errors for want of a resource: try again after ACCEPT_RETRY_SECONDS; any other
+# error ends the accepting, and the process exits to be replaced (`accepting_ended`)
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Board:
@@ -139,6 +145,8 @@ class BalancedServer(uvicorn.Server):
             except OSError as error:
                 if error.errno in CONNECTION_ERRNOS:  # that connection only: the next
                     continue
+                if error.errno not in RESOURCE_ERRNOS:
+                    raise
                 # Out of descriptors or memory: leave the connections to the others meanwhile.
                 log.error("cannot accept a connection: %s", error)
                 self.unable = True

@@ -34,7 +34,10 @@ def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
 
 def _page_size(value: str, largest: int) -> int | None:
     """A page size from the query (1 to `largest`), or None for anything else."""
-    size = int(value) if value.isdigit() else 0
+    try:
+        size = int(value)
+    except ValueError:
+        return None
     return size if 1 <= size <= largest else None
 
 
