@@ -4,7 +4,8 @@ Real processes, as in production: a standalone simulator, the API (webhooks) and
 `outdial worker`s on PostgreSQL; or `outdial serve` with its embedded dialer on SQLite.
 Reports sustained attempts per second, slot-refill latency (a call's end recorded → the
 next dial passing the gate), database statements per attempt (PostgreSQL,
-pg_stat_statements), CPU time per attempt and peak memory per process; a mode
+pg_stat_statements), CPU time per attempt and peak memory per process, and what the host
+took from the machine meanwhile (steal, % of a core); a mode
 `LAYOUT@N` sets max_concurrency N, and `--talk-seconds` a talk time (refill latency without
 saturation). Then it holds 10,000 simultaneous live calls (50 campaigns x 200)
 with one worker and reports memory per live call.
@@ -189,14 +190,14 @@ async def throughput(
             ids = await _setup(api)
             campaign_id = await _campaign(api, ids, count, 0, concurrency)
             before = await _statements(url) if url.startswith("postgresql") else None
-            cpu_before = memory.cpu()
+            cpu_before, stolen = memory.cpu(), _stolen()
             started = time.perf_counter()
             await api.post(f"/campaign/{campaign_id}/start")
             # Polled five times a second, as a dashboard would: the figure is the dialer's.
             while (await api.get(f"/campaign/{campaign_id}")).json()["status"] != "completed":
                 await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - started
-            cpu_after = memory.cpu()
+            cpu_after, stolen = memory.cpu(), _stolen() - stolen
             after = await _statements(url) if before is not None else None
         latencies = await _refill_latencies(url, campaign_id)
     finally:
@@ -219,7 +220,13 @@ async def throughput(
         "cpu_ms": {
             name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / count for name in cpu_after
         },
+        "steal": stolen / elapsed * 100,
     }
+
+
+def _stolen() -> float:
+    """CPU seconds the host has given to others while this machine wanted them (steal)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 async def hold_live_calls(
@@ -338,7 +345,7 @@ def _print_throughput(r: dict[str, Any]) -> None:
         f"p99 {r['refill_p99']:.1f} ms; {statements} statements/attempt\n  peak RSS: {memory}"
     )
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(r["cpu_ms"].items()))
-    print(f"  CPU ms per attempt: {cpu}")
+    print(f"  CPU ms per attempt: {cpu}; the host took {r['steal']:.0f} % of a core")
 
 
 def _print_live(r: dict[str, Any]) -> None:
