@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
@@ -25,8 +26,9 @@ from tests.support import Tenant, numbers
 from outdial.campaign import lifecycle
 from outdial.campaign.state import RECIPIENT_FINAL
 from outdial.database import write_transaction
-from outdial.dialer import sender
+from outdial.dialer import reaper, sender
 from outdial.models import Call
+from outdial.models.base import utcnow
 from outdial.models.call import LIVE_STATUSES
 
 
@@ -256,6 +258,79 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(
     counted = await tenant.ok("GET", f"/campaign/{campaign['id']}")
     assert counted["counts"]["calls_active"] == 1
     assert (await service.observed())["created"] == 1
+
+
+@pytest.mark.parametrize("waiting", ["silent", "unconfirmed"])
+async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
+    backend: str, tmp_path: Path, waiting: str
+) -> None:
+    """The provider answers no question (every list and fetch a 500) while two accounts
+    have two calls each for the reaper (ringing calls silent for ten minutes, or dials whose
+    worker died before hearing the provider): a round asks each account once, not once a
+    call (each question to a provider that is down can take the request's timeout, 15 s,
+    and the round's schedule ends and completions wait behind them). Nothing is ended for
+    it; the next round, the provider answering again, asks about the rest."""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
+    ):
+        app = service.app
+        ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [60, 60]}
+        placed: dict[str, str] = {}
+        for _account in range(2):  # each its own user and caller number
+            _, campaign, _ = await waiting_for_the_window(service, 2)
+            await service.scenario(**ringing, drop_rate=1.0)
+            for job in await claimed_for_later(service, campaign["id"]):
+                request = a_sender(service)._dial_request(job)
+                placed[job.call_id] = await app.state.carriers.for_number(job.number).dial(request)
+        assert len(placed) == 4
+        silent_since = datetime.now(UTC) - timedelta(minutes=10)  # past the ringing patience
+        sent_at = datetime.now(UTC) - timedelta(seconds=90)  # past lease and patience, not 3x
+        async with write_transaction(app.state.sessionmaker) as session:
+            for call_id, sid in placed.items():
+                if waiting == "silent":
+                    values: dict[str, Any] = {
+                        "status": "ringing",
+                        "provider_call_sid": sid,
+                        "last_event_at": silent_since,
+                        "lease_expires_at": None,
+                    }
+                else:
+                    values = {"dial_started_at": sent_at, "lease_expires_at": sent_at}
+                await session.execute(update(Call).where(Call.id == call_id).values(**values))
+
+        async def calls() -> list[Any]:
+            async with app.state.sessionmaker() as session:
+                query = select(
+                    Call.user_id, Call.status, Call.last_event_at, Call.provider_call_sid
+                )
+                return list((await session.execute(query.where(Call.id.in_(placed)))).all())
+
+        async def one_round() -> int:
+            before = (await service.observed())["lookups"]
+            await reaper.reap(app.state.sessionmaker, app.state.carriers, utcnow())
+            return int((await service.observed())["lookups"] - before)
+
+        def asked(last: datetime | None) -> bool:  # (a silent call answered for waits again)
+            return last is not None and last > silent_since + timedelta(minutes=5)
+
+        await service.scenario(**ringing, drop_rate=1.0, lookup_error_rate=1.0)
+        assert await one_round() == 2  # one question an account
+        rows = await calls()
+        if waiting == "silent":
+            assert {status for _, status, _, _ in rows} == {"ringing"}
+            postponed = Counter(user for user, _, last, _ in rows if asked(last))
+            assert len(postponed) == 2 and set(postponed.values()) == {1}
+        else:
+            assert {(status, sid) for _, status, _, sid in rows} == {("queued", None)}
+
+        await service.scenario(**ringing, drop_rate=1.0)  # the provider answers again
+        if waiting == "silent":
+            assert await one_round() == 2  # the two left silent
+            assert all(asked(last) for _, _, last, _ in await calls())
+        else:
+            assert await one_round() == 4  # every dial, each found in the provider's list
+            assert all(sid is not None for *_, sid in await calls())
 
 
 async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(

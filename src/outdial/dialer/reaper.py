@@ -5,6 +5,10 @@ outcome is unknown and that no callback ever confirmed are looked for in the pro
 list of calls, and ended as `lost` when it has none; calls the
 provider has gone silent about are reconciled by asking it; campaigns past their
 scheduleEndTime expire; campaigns with nothing left to dial complete.
+
+A provider account that fails to answer is asked nothing more in that round: a provider
+that is down would otherwise cost each of the round's calls its request timeout (15 s),
+one after another, and hold up the schedule ends and completions that follow.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class Patience:
 
 
 Sessions = async_sessionmaker[AsyncSession]
+Account = tuple[str, str]  # (user, provider): whose provider account a number dials through
+
+
+def _account(number: PhoneNumber) -> Account:
+    return (number.user_id, number.provider)
 
 
 async def reap(
@@ -44,9 +53,12 @@ async def reap(
 ) -> set[str]:
     """One round; returns the campaigns that may dial again."""
     woken: set[str] = set()
+    failing: set[Account] = set()  # provider accounts that failed a question this round
     woken |= await _release_abandoned_claims(sessionmaker, now)
-    woken |= await _end_unconfirmed_dials(sessionmaker, carriers, now, patience.unconfirmed)
-    woken |= await _reconcile_silent_calls(sessionmaker, carriers, now, patience)
+    woken |= await _end_unconfirmed_dials(
+        sessionmaker, carriers, now, patience.unconfirmed, failing
+    )
+    woken |= await _reconcile_silent_calls(sessionmaker, carriers, now, patience, failing)
     await _end_schedules(sessionmaker, now)
     await _complete_finished(sessionmaker, now)
     return woken
@@ -82,7 +94,11 @@ async def _release_abandoned_claims(sessionmaker: Sessions, now: datetime) -> se
 
 
 async def _end_unconfirmed_dials(
-    sessionmaker: Sessions, carriers: Carriers, now: datetime, grace: timedelta
+    sessionmaker: Sessions,
+    carriers: Carriers,
+    now: datetime,
+    grace: timedelta,
+    failing: set[Account],
 ) -> set[str]:
     """Sent (or maybe sent) by a worker that died, and no callback ever came: the provider
     is asked whether it has the call (`Provider.find`), and one it lists goes on as a sent
@@ -115,18 +131,22 @@ async def _end_unconfirmed_dials(
         if call is None or number is None or call.dial_started_at is None:
             lost.append(call_id)
             continue
-        try:
-            found = await control.find_placed(
-                sessionmaker,
-                carriers.for_number(number),
-                user_id=call.user_id,
-                to_number=call.to_number,
-                from_number=number.phone_number,
-                sent_at=call.dial_started_at,
-            )
-        except DialError as exc:
+        found = None
+        if _account(number) not in failing:
+            try:
+                found = await control.find_placed(
+                    sessionmaker,
+                    carriers.for_number(number),
+                    user_id=call.user_id,
+                    to_number=call.to_number,
+                    from_number=number.phone_number,
+                    sent_at=call.dial_started_at,
+                )
+            except DialError as exc:
+                log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
+                failing.add(_account(number))
+        if _account(number) in failing:
             # Asked again next round; after three times the patience, given up on.
-            log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
             if call.lease_expires_at is not None and call.lease_expires_at < now - 3 * grace:
                 lost.append(call_id)
             continue
@@ -166,7 +186,11 @@ async def _finish_each(
 
 
 async def _reconcile_silent_calls(
-    sessionmaker: Sessions, carriers: Carriers, now: datetime, patience: Patience
+    sessionmaker: Sessions,
+    carriers: Carriers,
+    now: datetime,
+    patience: Patience,
+    failing: set[Account],
 ) -> set[str]:
     """Live calls without news for too long: ask the provider, else end them as `lost`."""
     last_news = func.coalesce(Call.last_event_at, Call.dial_started_at, Call.created_at)
@@ -183,7 +207,9 @@ async def _reconcile_silent_calls(
     )
     woken: set[str] = set()
     for call_id in await _ids(sessionmaker, silent):
-        state = await _ask_provider(sessionmaker, carriers, call_id)
+        asked, state = await _ask_provider(sessionmaker, carriers, call_id, failing)
+        if not asked:
+            continue  # its provider account failed this round: asked next round
         if state is None:
             woken |= await _finish_each(sessionmaker, [call_id], CallState.FAILED, now, "lost")
         elif state in (
@@ -202,19 +228,24 @@ async def _reconcile_silent_calls(
 
 
 async def _ask_provider(
-    sessionmaker: Sessions, carriers: Carriers, call_id: str
-) -> CallState | None:
+    sessionmaker: Sessions, carriers: Carriers, call_id: str, failing: set[Account]
+) -> tuple[bool, CallState | None]:
+    """Whether the provider was asked, and the call's state as it says (None: unknown to
+    it, or nothing to ask it with)."""
     async with sessionmaker() as session:
         call = await session.get(Call, call_id)
         number = await session.get(PhoneNumber, call.phone_number_id) if call else None
     if call is None or number is None or not call.provider_call_sid:
-        return None
+        return True, None
+    if _account(number) in failing:
+        return False, None
     try:
         seen = await carriers.for_number(number).fetch(call.provider_call_sid)
     except DialError as exc:
         log.warning("could not reconcile %s: %s", call_id, exc)
-        return CallState.IN_PROGRESS  # ask again next round rather than guess
-    return seen.state if seen else None
+        failing.add(_account(number))
+        return True, CallState.IN_PROGRESS  # ask again later rather than guess
+    return True, seen.state if seen else None
 
 
 async def _end_schedules(sessionmaker: Sessions, now: datetime) -> None:

@@ -74,7 +74,7 @@ def _server_error(carrier: Carrier) -> bool:
 
 
 def _lookup_fails(carrier: Carrier) -> bool:
-    """A listing of calls, answered 500 at `lookup_error_rate`."""
+    """A listing of calls or a call's fetch, answered 500 at `lookup_error_rate`."""
     carrier.seen.lookups += 1
     return carrier.dice.chance(carrier.scenario.lookup_error_rate)
 
@@ -172,6 +172,8 @@ async def twilio_fetch(account_sid: str, sid: str, request: Request) -> Response
     call = _twilio_call(request, account_sid, sid)
     if isinstance(call, JSONResponse):
         return call
+    if _lookup_fails(_carrier(request)):
+        return _twilio_error(500, 20500, "Internal Server Error")
     return JSONResponse({"sid": sid, "status": call.state, "duration": str(call.duration)})
 
 
@@ -286,6 +288,8 @@ async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
     call = carrier.calls.get(uuid)
     if call is None or not _vobiz_in(call, request.query_params.get("status")):
         return JSONResponse({"error": "not found"}, status_code=404)
+    if _lookup_fails(carrier):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
     return JSONResponse(
         {
             "call_uuid": uuid,

@@ -51,7 +51,8 @@ class Scenario(BaseModel):
         ge=0,
         le=1,
         description="Share of call listings (Twilio's `GET Calls.json`, Vobiz's live, queued "
-        "and record lists) answered 500: the carrier cannot say which calls it has.",
+        "and record lists) and fetches of one call answered 500: the carrier cannot say which "
+        "calls it has.",
     )
     callback_delay_seconds: float = Field(
         default=0.0, ge=0, description="Every callback is sent this much later (a slow carrier)."
