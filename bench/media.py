@@ -423,9 +423,9 @@ async def level(
     me = psutil.Process()
     cpu_before = (_cpu(server), _own_cpu(me), time.monotonic())
     machine_before = psutil.cpu_times()
+    second = (machine_before, time.monotonic())
     rss = worst_steal = 0.0
     streams = _streams(server, cluster.api_port)
-    second = (machine_before, time.monotonic())
     while time.monotonic() < end:
         await asyncio.sleep(1.0)
         rss = max(rss, _rss_mib(server))

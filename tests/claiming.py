@@ -32,19 +32,23 @@ async def recipients(tenant: Tenant, campaign_id: str) -> dict[str, dict[str, An
 
 
 async def waiting_for_the_window(
-    service: Service, count: int, **fields: Any
+    service: Service,
+    count: int,
+    tenant: Tenant | None = None,
+    first: int = 0,
+    **fields: Any,
 ) -> tuple[Tenant, dict[str, Any], dict[str, dict[str, Any]]]:
     """A started campaign whose window (UTC) opens in two hours, once every one of its
-    `count` recipients has been put off to it: nobody is dialed meanwhile."""
+    `count` recipients (`numbers(count, first)`) has been put off to it: nobody is dialed
+    meanwhile. A new tenant unless one is given."""
     await service.scenario(**HUMANS_ONLY, **FAST)
-    tenant = await service.tenant()
+    tenant = tenant or await service.tenant()
     hours = {
         **window_around("UTC", -timedelta(hours=2), timedelta(hours=3)),
         "timezone": "UTC",
     }
-    campaign = await tenant.campaign(
-        calling_hours=hours, recipients=[{"phone_number": n} for n in numbers(count)], **fields
-    )
+    people = [{"phone_number": n} for n in numbers(count, first)]
+    campaign = await tenant.campaign(calling_hours=hours, recipients=people, **fields)
     await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
 
     async def all_put_off() -> Any:

@@ -127,6 +127,36 @@ async def test_vobiz_dial_fetch_and_hang_up(simulator: httpx.AsyncClient) -> Non
     assert await provider.fetch(uuid) is not None  # the record of an ended call remains
 
 
+async def test_a_vobiz_check_that_fails_never_reads_a_live_call_as_ended(
+    simulator: httpx.AsyncClient,
+) -> None:
+    """Vobiz answers whether a call is live or queued only to `?status=`; without it, the
+    call's record. A check answered 500 is no "not live": the fetch says it cannot tell,
+    where it used to go on to the record, which reads a ringing call as ended (the reaper
+    would then end a live call and free its slot). Half the questions fail here."""
+    provider = vobiz_on(simulator)
+    uuid = await provider.dial(REQUEST)
+
+    async def ringing() -> bool:
+        return bool((await simulator.get(f"/_sim/calls/{uuid}")).json()["state"] == "ringing")
+
+    await wait_for(ringing, timeout=5)
+    scenario = {"ring_seconds": [30, 30], "lookup_error_rate": 0.5, "seed": 7}
+    await simulator.put("/_sim/scenario", json=scenario)
+    seen = []
+    for _ in range(20):
+        try:
+            found = await provider.fetch(uuid)
+        except DialError as cannot_tell:
+            assert cannot_tell.kind is DialErrorKind.UNAVAILABLE
+            seen.append(None)
+            continue
+        assert found is not None
+        seen.append(found.state)
+    assert CallState.IN_PROGRESS in seen and None in seen
+    assert set(seen) == {CallState.IN_PROGRESS, None}
+
+
 async def test_vobiz_errors_become_dial_error_kinds(simulator: httpx.AsyncClient) -> None:
     with pytest.raises(DialError) as refused:
         await vobiz_on(simulator, "bad-token").dial(REQUEST)

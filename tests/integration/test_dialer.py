@@ -264,21 +264,28 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(
 async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
     backend: str, tmp_path: Path, waiting: str
 ) -> None:
-    """The provider answers no question (every list and fetch a 500) while two accounts
-    have two calls each for the reaper (ringing calls silent for ten minutes, or dials whose
-    worker died before hearing the provider): a round asks each account once, not once a
-    call (each question to a provider that is down can take the request's timeout, 15 s,
-    and the round's schedule ends and completions wait behind them). Nothing is ended for
-    it; the next round, the provider answering again, asks about the rest."""
+    """The provider answers no question (every list and fetch a 500) while two of its
+    accounts, one user's two caller numbers, have two calls each for the reaper (ringing
+    calls silent for ten minutes, or dials whose worker died before hearing the provider):
+    a round asks each account once, not once a call (each question to a provider that is
+    down can take the requests' timeouts, 15 s each, and the round's schedule ends and
+    completions wait behind them). Nothing is ended for it; the next round, the provider
+    answering again, asks about the rest."""
     async with (
         fresh_database(backend, tmp_path, POSTGRES_URL) as url,
         running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
     ):
         app = service.app
-        ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [60, 60]}
+        ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [600, 600]}
         placed: dict[str, str] = {}
-        for _account in range(2):  # each its own user and caller number
-            _, campaign, _ = await waiting_for_the_window(service, 2)
+        tenant = await service.tenant()
+        for account in range(2):  # each its own account, caller number and people
+            number = await tenant.phone_number(
+                f"+1415555012{account}", account_sid=f"AC{account:032x}"
+            )
+            _, campaign, _ = await waiting_for_the_window(
+                service, 2, tenant, first=2 * account, phone_number_id=number["id"]
+            )
             await service.scenario(**ringing, drop_rate=1.0)
             for job in await claimed_for_later(service, campaign["id"]):
                 request = a_sender(service)._dial_request(job)
@@ -302,7 +309,11 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
         async def calls() -> list[Any]:
             async with app.state.sessionmaker() as session:
                 query = select(
-                    Call.user_id, Call.status, Call.last_event_at, Call.provider_call_sid
+                    Call.id,
+                    Call.phone_number_id,
+                    Call.status,
+                    Call.last_event_at,
+                    Call.provider_call_sid,
                 )
                 return list((await session.execute(query.where(Call.id.in_(placed)))).all())
 
@@ -318,19 +329,19 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
         assert await one_round() == 2  # one question an account
         rows = await calls()
         if waiting == "silent":
-            assert {status for _, status, _, _ in rows} == {"ringing"}
-            postponed = Counter(user for user, _, last, _ in rows if asked(last))
+            assert {status for _, _, status, _, _ in rows} == {"ringing"}
+            postponed = Counter(number for _, number, _, last, _ in rows if asked(last))
             assert len(postponed) == 2 and set(postponed.values()) == {1}
         else:
-            assert {(status, sid) for _, status, _, sid in rows} == {("queued", None)}
+            assert {(status, sid) for _, _, status, _, sid in rows} == {("queued", None)}
 
         await service.scenario(**ringing, drop_rate=1.0)  # the provider answers again
         if waiting == "silent":
             assert await one_round() == 2  # the two left silent
-            assert all(asked(last) for _, _, last, _ in await calls())
+            assert all(asked(last) for *_, last, _ in await calls())
         else:
             assert await one_round() == 4  # every dial, each found in the provider's list
-            assert all(sid is not None for *_, sid in await calls())
+            assert {call_id: sid for call_id, *_, sid in await calls()} == placed
 
 
 async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(

@@ -6,9 +6,10 @@ list of calls, and ended as `lost` when it has none; calls the
 provider has gone silent about are reconciled by asking it; campaigns past their
 scheduleEndTime expire; campaigns with nothing left to dial complete.
 
-A provider account that fails to answer is asked nothing more in that round: a provider
-that is down would otherwise cost each of the round's calls its request timeout (15 s),
-one after another, and hold up the schedule ends and completions that follow.
+A provider account that cannot answer (down, unreachable, limiting the rate) is asked
+nothing more in that round: it would otherwise cost each of the round's calls its requests'
+timeouts (15 s each), one after another, and hold up the schedule ends and completions that
+follow. Its other calls wait, untouched, for the next round.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import CallState, DialError
+from outdial.telephony.base import CallState, DialError, DialErrorKind
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
@@ -41,11 +42,16 @@ class Patience:
 
 
 Sessions = async_sessionmaker[AsyncSession]
-Account = tuple[str, str]  # (user, provider): whose provider account a number dials through
+Account = tuple[str, str]  # (provider, its account id): the account a number dials through
+# What a provider answers for the whole account, whichever call was asked about: after one,
+# the account's other calls wait for the next round. (An unreadable answer or a refusal may
+# be the one call's: those are asked about one by one, as before.)
+ACCOUNT_WIDE = {DialErrorKind.UNAVAILABLE, DialErrorKind.UNREACHABLE, DialErrorKind.RATE_LIMITED}
 
 
-def _account(number: PhoneNumber) -> Account:
-    return (number.user_id, number.provider)
+def _account(carriers: Carriers, number: PhoneNumber) -> Account:
+    secrets = carriers.credentials(number)
+    return (number.provider, secrets.get("account_sid") or secrets.get("auth_id") or number.id)
 
 
 async def reap(
@@ -131,22 +137,23 @@ async def _end_unconfirmed_dials(
         if call is None or number is None or call.dial_started_at is None:
             lost.append(call_id)
             continue
-        found = None
-        if _account(number) not in failing:
-            try:
-                found = await control.find_placed(
-                    sessionmaker,
-                    carriers.for_number(number),
-                    user_id=call.user_id,
-                    to_number=call.to_number,
-                    from_number=number.phone_number,
-                    sent_at=call.dial_started_at,
-                )
-            except DialError as exc:
-                log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
-                failing.add(_account(number))
-        if _account(number) in failing:
+        account = _account(carriers, number)
+        if account in failing:
+            continue  # its provider account cannot answer this round: asked next round
+        try:
+            found = await control.find_placed(
+                sessionmaker,
+                carriers.for_number(number),
+                user_id=call.user_id,
+                to_number=call.to_number,
+                from_number=number.phone_number,
+                sent_at=call.dial_started_at,
+            )
+        except DialError as exc:
             # Asked again next round; after three times the patience, given up on.
+            log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
+            if exc.kind in ACCOUNT_WIDE:
+                failing.add(account)
             if call.lease_expires_at is not None and call.lease_expires_at < now - 3 * grace:
                 lost.append(call_id)
             continue
@@ -207,9 +214,9 @@ async def _reconcile_silent_calls(
     )
     woken: set[str] = set()
     for call_id in await _ids(sessionmaker, silent):
-        asked, state = await _ask_provider(sessionmaker, carriers, call_id, failing)
-        if not asked:
-            continue  # its provider account failed this round: asked next round
+        waits, state = await _ask_provider(sessionmaker, carriers, call_id, failing)
+        if waits:
+            continue
         if state is None:
             woken |= await _finish_each(sessionmaker, [call_id], CallState.FAILED, now, "lost")
         elif state in (
@@ -230,22 +237,25 @@ async def _reconcile_silent_calls(
 async def _ask_provider(
     sessionmaker: Sessions, carriers: Carriers, call_id: str, failing: set[Account]
 ) -> tuple[bool, CallState | None]:
-    """Whether the provider was asked, and the call's state as it says (None: unknown to
-    it, or nothing to ask it with)."""
+    """Whether the call waits for the next round (its provider account could not answer
+    earlier in this one), and else its state as the provider says (None: unknown to it, or
+    no number or provider id to ask with)."""
     async with sessionmaker() as session:
         call = await session.get(Call, call_id)
         number = await session.get(PhoneNumber, call.phone_number_id) if call else None
     if call is None or number is None or not call.provider_call_sid:
-        return True, None
-    if _account(number) in failing:
         return False, None
+    account = _account(carriers, number)
+    if account in failing:
+        return True, None
     try:
         seen = await carriers.for_number(number).fetch(call.provider_call_sid)
     except DialError as exc:
         log.warning("could not reconcile %s: %s", call_id, exc)
-        failing.add(_account(number))
-        return True, CallState.IN_PROGRESS  # ask again later rather than guess
-    return True, seen.state if seen else None
+        if exc.kind in ACCOUNT_WIDE:
+            failing.add(account)
+        return False, CallState.IN_PROGRESS  # ask again later rather than guess
+    return False, seen.state if seen else None
 
 
 async def _end_schedules(sessionmaker: Sessions, now: datetime) -> None:

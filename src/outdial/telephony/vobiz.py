@@ -117,6 +117,8 @@ class VobizProvider:
             )
             if current.is_success:
                 return ProviderCall(state)
+            if current.status_code != 404:  # not "not in that state": Vobiz cannot say
+                raise _dial_error(current)
         record = await self._send("GET", f"{self._calls}{provider_call_id}/")
         if record.status_code == 404:
             return None
