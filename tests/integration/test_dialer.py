@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window
 from tests.conftest import POSTGRES_URL
@@ -27,7 +28,7 @@ from outdial.campaign import lifecycle
 from outdial.campaign.state import RECIPIENT_FINAL
 from outdial.database import write_transaction
 from outdial.dialer import reaper, sender
-from outdial.models import Call
+from outdial.models import Call, Campaign, PhoneNumber
 from outdial.models.base import utcnow
 from outdial.models.call import LIVE_STATUSES
 
@@ -342,6 +343,53 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
         else:
             assert await one_round() == 4  # every dial, each found in the provider's list
             assert {call_id: sid for call_id, *_, sid in await calls()} == placed
+
+
+async def test_credentials_that_cannot_be_read_do_not_stop_the_reaper(
+    backend: str, tmp_path: Path
+) -> None:
+    """A caller number whose credentials were sealed with another secret key (a key changed
+    without re-entering them): the reaper cannot ask about its silent call, and takes that as
+    the provider's refusal of the question (asked again after the call's patience), not as
+    the end of the round: the schedule ends and completions after it still happen. (Before,
+    the error ended every round there.)"""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
+    ):
+        app = service.app
+        tenant, campaign, _ = await waiting_for_the_window(service, 1)
+        (job,) = await claimed_for_later(service, campaign["id"])
+        silent_since = datetime.now(UTC) - timedelta(minutes=10)
+        async with write_transaction(app.state.sessionmaker) as session:
+            await session.execute(
+                update(Call)
+                .where(Call.id == job.call_id)
+                .values(
+                    status="ringing",
+                    provider_call_sid="CA" + "5" * 32,
+                    last_event_at=silent_since,
+                    lease_expires_at=None,
+                )
+            )
+            await session.execute(
+                update(PhoneNumber)
+                .where(PhoneNumber.id == job.number.id)
+                .values(credentials=Fernet(Fernet.generate_key()).encrypt(b"{}"))
+            )
+            await session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign["id"])
+                .values(schedule_end_time=datetime.now(UTC) - timedelta(minutes=1))
+            )
+        await reaper.reap(app.state.sessionmaker, app.state.carriers, utcnow())
+        call = await tenant.ok("GET", f"/calls/{job.call_id}")
+        assert call["status"] == "ringing"  # not ended for want of an answer
+        async with app.state.sessionmaker() as session:
+            asked = await session.scalar(select(Call.last_event_at).where(Call.id == job.call_id))
+        assert asked is not None and asked > silent_since + timedelta(minutes=5)
+        ended = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+        assert ended["ended_reason"] == "schedule_ended"
 
 
 async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import CallState, DialError, DialErrorKind
+from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind, Provider
 from outdial.telephony.registry import Carriers
 
 log = logging.getLogger("outdial.dialer")
@@ -49,9 +49,27 @@ Account = tuple[str, str]  # (provider, its account id): the account a number di
 ACCOUNT_WIDE = {DialErrorKind.UNAVAILABLE, DialErrorKind.UNREACHABLE, DialErrorKind.RATE_LIMITED}
 
 
+def _whole_account(error: DialError) -> bool:
+    return error.kind in ACCOUNT_WIDE and error.code != UNREADABLE
+
+
 def _account(carriers: Carriers, number: PhoneNumber) -> Account:
-    secrets = carriers.credentials(number)
+    try:
+        secrets = carriers.credentials(number)
+    except (RuntimeError, ValueError, KeyError):  # (`_provider` says so when asked)
+        return (number.provider, number.id)
     return (number.provider, secrets.get("account_sid") or secrets.get("auth_id") or number.id)
+
+
+def _provider(carriers: Carriers, number: PhoneNumber) -> Provider:
+    """The number's provider; credentials that cannot be read (sealed with another secret
+    key, or incomplete) are a refusal of that number's questions, not the round's end."""
+    try:
+        return carriers.for_number(number)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise DialError(
+            DialErrorKind.REJECTED, f"the credentials of {number.id} cannot be read: {exc!r}"
+        ) from exc
 
 
 async def reap(
@@ -143,7 +161,7 @@ async def _end_unconfirmed_dials(
         try:
             found = await control.find_placed(
                 sessionmaker,
-                carriers.for_number(number),
+                _provider(carriers, number),
                 user_id=call.user_id,
                 to_number=call.to_number,
                 from_number=number.phone_number,
@@ -152,7 +170,7 @@ async def _end_unconfirmed_dials(
         except DialError as exc:
             # Asked again next round; after three times the patience, given up on.
             log.warning("could not ask the provider about the dial of %s: %s", call_id, exc)
-            if exc.kind in ACCOUNT_WIDE:
+            if _whole_account(exc):
                 failing.add(account)
             if call.lease_expires_at is not None and call.lease_expires_at < now - 3 * grace:
                 lost.append(call_id)
@@ -249,10 +267,10 @@ async def _ask_provider(
     if account in failing:
         return True, None
     try:
-        seen = await carriers.for_number(number).fetch(call.provider_call_sid)
+        seen = await _provider(carriers, number).fetch(call.provider_call_sid)
     except DialError as exc:
         log.warning("could not reconcile %s: %s", call_id, exc)
-        if exc.kind in ACCOUNT_WIDE:
+        if _whole_account(exc):
             failing.add(account)
         return False, CallState.IN_PROGRESS  # ask again later rather than guess
     return False, seen.state if seen else None

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Protocol
+
+UNREADABLE = "unreadable"  # the code of a DialError for an answer outdial cannot read
+RETRY_AFTER_CAP_SECONDS = 300.0  # the longest a provider's Retry-After holds a dial
 
 
 class CallState(StrEnum):
@@ -106,7 +111,30 @@ class DialError(Exception):
 
 def unreadable(provider: str) -> DialError:
     """An answer outdial cannot read (not JSON, a field missing): the provider cannot say."""
-    return DialError(DialErrorKind.UNAVAILABLE, f"{provider} answered what outdial cannot read")
+    message = f"{provider} answered what outdial cannot read"
+    return DialError(DialErrorKind.UNAVAILABLE, message, UNREADABLE)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A `Retry-After` header's wait in seconds: a number of seconds or an HTTP date (RFC
+    9110), at most `RETRY_AFTER_CAP_SECONDS`; None when absent or not a finite wait (the
+    dialer's own back-off applies then)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # (an HTTP date is GMT)
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+        seconds = max(0.0, seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_CAP_SECONDS)
 
 
 class Provider(Protocol):

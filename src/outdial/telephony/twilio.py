@@ -23,6 +23,7 @@ from outdial.telephony.base import (
     DialRequest,
     ProviderCall,
     Verdict,
+    retry_after_seconds,
     unreadable,
 )
 
@@ -152,10 +153,8 @@ def _dial_error(response: httpx.Response) -> DialError:
     except ValueError:
         message = response.text[:200]
     if response.status_code == 429 or code == "20429":
-        retry_after = response.headers.get("Retry-After")
-        return DialError(
-            DialErrorKind.RATE_LIMITED, message, code, float(retry_after) if retry_after else None
-        )
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        return DialError(DialErrorKind.RATE_LIMITED, message, code, wait)
     if response.status_code >= 500:
         return DialError(DialErrorKind.UNAVAILABLE, message, code)
     if code in INVALID_NUMBER_CODES:

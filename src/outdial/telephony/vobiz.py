@@ -26,6 +26,7 @@ from outdial.telephony.base import (
     DialRequest,
     ProviderCall,
     Verdict,
+    retry_after_seconds,
     unreadable,
 )
 
@@ -219,10 +220,8 @@ def _dial_error(response: httpx.Response) -> DialError:
     except (ValueError, AttributeError):
         message = response.text[:200]
     if response.status_code == 429:
-        retry_after = response.headers.get("Retry-After")
-        return DialError(
-            DialErrorKind.RATE_LIMITED, message, "429", float(retry_after) if retry_after else None
-        )
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        return DialError(DialErrorKind.RATE_LIMITED, message, "429", wait)
     if response.status_code >= 500:
         return DialError(DialErrorKind.UNAVAILABLE, message, str(response.status_code))
     return DialError(DialErrorKind.REJECTED, message, str(response.status_code))
