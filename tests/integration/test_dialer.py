@@ -345,51 +345,65 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
             assert {call_id: sid for call_id, *_, sid in await calls()} == placed
 
 
+@pytest.mark.parametrize("sealed", ["with another key", "without a token"])
 async def test_credentials_that_cannot_be_read_do_not_stop_the_reaper(
-    backend: str, tmp_path: Path
+    backend: str, tmp_path: Path, sealed: str
 ) -> None:
     """A caller number whose credentials were sealed with another secret key (a key changed
-    without re-entering them): the reaper cannot ask about its silent call, and takes that as
-    the provider's refusal of the question (asked again after the call's patience), not as
-    the end of the round: the schedule ends and completions after it still happen. (Before,
-    the error ended every round there.)"""
+    without re-entering them), or hold no token: the reaper cannot ask about its silent
+    calls, and takes that as the provider's refusal of the question, not as the end of the
+    round: the schedule ends and completions after it still happen. (Before, the error ended
+    every round there.) A call dialed ten minutes ago is asked about again after its
+    patience; one dialed two hours ago, past the hour every dial is limited to, is over
+    however it ended: `lost`, its slot freed (before, a refused question kept it live for
+    ever)."""
     async with (
         fresh_database(backend, tmp_path, POSTGRES_URL) as url,
         running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
     ):
         app = service.app
-        tenant, campaign, _ = await waiting_for_the_window(service, 1)
-        (job,) = await claimed_for_later(service, campaign["id"])
-        silent_since = datetime.now(UTC) - timedelta(minutes=10)
+        tenant, campaign, _ = await waiting_for_the_window(service, 2)
+        recent, old = await claimed_for_later(service, campaign["id"])
+        now = datetime.now(UTC)
         async with write_transaction(app.state.sessionmaker) as session:
-            await session.execute(
-                update(Call)
-                .where(Call.id == job.call_id)
-                .values(
-                    status="ringing",
-                    provider_call_sid="CA" + "5" * 32,
-                    last_event_at=silent_since,
-                    lease_expires_at=None,
+            for job, ago in ((recent, timedelta(minutes=10)), (old, timedelta(hours=2))):
+                await session.execute(
+                    update(Call)
+                    .where(Call.id == job.call_id)
+                    .values(
+                        status="ringing",
+                        provider_call_sid="CA" + job.call_id[-32:].rjust(32, "0"),
+                        dial_started_at=now - ago,
+                        last_event_at=now - ago,
+                        lease_expires_at=None,
+                    )
                 )
-            )
             await session.execute(
                 update(PhoneNumber)
-                .where(PhoneNumber.id == job.number.id)
-                .values(credentials=Fernet(Fernet.generate_key()).encrypt(b"{}"))
+                .where(PhoneNumber.id == recent.number.id)
+                .values(
+                    credentials=Fernet(Fernet.generate_key()).encrypt(b"{}")
+                    if sealed == "with another key"
+                    else app.state.credential_box.seal({"account_sid": "AC" + "0" * 32})
+                )
             )
             await session.execute(
                 update(Campaign)
                 .where(Campaign.id == campaign["id"])
-                .values(schedule_end_time=datetime.now(UTC) - timedelta(minutes=1))
+                .values(schedule_end_time=now - timedelta(minutes=1))
             )
         await reaper.reap(app.state.sessionmaker, app.state.carriers, utcnow())
-        call = await tenant.ok("GET", f"/calls/{job.call_id}")
-        assert call["status"] == "ringing"  # not ended for want of an answer
+        waiting = await tenant.ok("GET", f"/calls/{recent.call_id}")
+        assert waiting["status"] == "ringing"  # not ended for want of an answer
         async with app.state.sessionmaker() as session:
-            asked = await session.scalar(select(Call.last_event_at).where(Call.id == job.call_id))
-        assert asked is not None and asked > silent_since + timedelta(minutes=5)
+            query = select(Call.last_event_at).where(Call.id == recent.call_id)
+            asked = await session.scalar(query)
+        assert asked is not None and asked > now - timedelta(minutes=1)
+        over = await tenant.ok("GET", f"/calls/{old.call_id}")
+        assert over["status"] == "failed" and over["ended_reason"] == "lost"
         ended = await tenant.ok("GET", f"/campaign/{campaign['id']}")
         assert ended["ended_reason"] == "schedule_ended"
+        assert ended["counts"]["calls_active"] == 1
 
 
 async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(

@@ -28,7 +28,10 @@ NOW = datetime(2026, 12, 7, 16, 0, 0, tzinfo=UTC)
         ("0.5", 0.5),
         ("Mon, 07 Dec 2026 16:00:30 GMT", 30.0),  # an HTTP date: seconds from now
         ("Mon, 07 Dec 2026 15:59:00 GMT", 0.0),  # already past
+        ("Mon, 07 Dec 2026 16:01:00 -0000", 60.0),  # no zone of its own: GMT
         ("86400", RETRY_AFTER_CAP_SECONDS),
+        ("1e400", None),
+        ("Mon, 07 Dec 2026 16:00:30 +99999999999999", None),
         (None, None),
         ("", None),
         ("soon", None),

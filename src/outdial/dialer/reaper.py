@@ -26,7 +26,7 @@ from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
 from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind, Provider
-from outdial.telephony.registry import Carriers
+from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 log = logging.getLogger("outdial.dialer")
 BATCH = 200
@@ -39,6 +39,9 @@ class Patience:
     unconfirmed: timedelta = timedelta(seconds=60)  # a dial sent by a dead worker, no callback
     silent_ringing: timedelta = timedelta(seconds=120)  # no news of a call not yet answered
     silent_live: timedelta = timedelta(minutes=10)  # no news of an answered call
+    # Every dial carries a time limit of an hour (`DialerSettings.time_limit`): a call dialed
+    # longer ago than that, its ring time and a margin is over, whatever the provider says.
+    longest_call: timedelta = timedelta(hours=1, minutes=10)
 
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -56,7 +59,7 @@ def _whole_account(error: DialError) -> bool:
 def _account(carriers: Carriers, number: PhoneNumber) -> Account:
     try:
         secrets = carriers.credentials(number)
-    except (RuntimeError, ValueError, KeyError):  # (`_provider` says so when asked)
+    except UnreadableCredentials:  # (`_provider` says so when asked)
         return (number.provider, number.id)
     return (number.provider, secrets.get("account_sid") or secrets.get("auth_id") or number.id)
 
@@ -66,7 +69,7 @@ def _provider(carriers: Carriers, number: PhoneNumber) -> Provider:
     key, or incomplete) are a refusal of that number's questions, not the round's end."""
     try:
         return carriers.for_number(number)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except UnreadableCredentials as exc:
         raise DialError(
             DialErrorKind.REJECTED, f"the credentials of {number.id} cannot be read: {exc!r}"
         ) from exc
@@ -232,7 +235,8 @@ async def _reconcile_silent_calls(
     )
     woken: set[str] = set()
     for call_id in await _ids(sessionmaker, silent):
-        waits, state = await _ask_provider(sessionmaker, carriers, call_id, failing)
+        over = now - patience.longest_call
+        waits, state = await _ask_provider(sessionmaker, carriers, call_id, failing, over)
         if waits:
             continue
         if state is None:
@@ -253,11 +257,16 @@ async def _reconcile_silent_calls(
 
 
 async def _ask_provider(
-    sessionmaker: Sessions, carriers: Carriers, call_id: str, failing: set[Account]
+    sessionmaker: Sessions,
+    carriers: Carriers,
+    call_id: str,
+    failing: set[Account],
+    over: datetime,
 ) -> tuple[bool, CallState | None]:
     """Whether the call waits for the next round (its provider account could not answer
-    earlier in this one), and else its state as the provider says (None: unknown to it, or
-    no number or provider id to ask with)."""
+    earlier in this one), and else its state as the provider says (None: unknown to it, no
+    number or provider id to ask with, or dialed before `over` and the provider cannot say:
+    then it is over however it ended)."""
     async with sessionmaker() as session:
         call = await session.get(Call, call_id)
         number = await session.get(PhoneNumber, call.phone_number_id) if call else None
@@ -272,6 +281,8 @@ async def _ask_provider(
         log.warning("could not reconcile %s: %s", call_id, exc)
         if _whole_account(exc):
             failing.add(account)
+        if call.dial_started_at is not None and call.dial_started_at < over:
+            return False, None  # past any call's time limit: `lost`
         return False, CallState.IN_PROGRESS  # ask again later rather than guess
     return False, seen.state if seen else None
 

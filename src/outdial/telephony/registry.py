@@ -16,6 +16,11 @@ from outdial.telephony import twilio, vobiz
 from outdial.telephony.base import Provider
 
 
+class UnreadableCredentials(RuntimeError):
+    """A number's credentials cannot be read: sealed with another secret key, or without
+    what its provider needs (e.g. written by hand)."""
+
+
 class Carriers:
     def __init__(
         self, box: CredentialBox, client: httpx.AsyncClient, simulator_url: str | None
@@ -30,9 +35,11 @@ class Carriers:
         """Decrypted once per version of the number's row, then kept in memory."""
         key = (number.id, number.updated_at)
         if key not in self._credentials:
-            self._credentials[key] = {
-                k: str(v) for k, v in self._box.open(number.credentials).items()
-            }
+            try:
+                opened = self._box.open(number.credentials)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise UnreadableCredentials(f"{number.id}: {exc}") from exc
+            self._credentials[key] = {k: str(v) for k, v in opened.items()}
         return self._credentials[key]
 
     def auth_token(self, number: PhoneNumber) -> str:
@@ -40,6 +47,9 @@ class Carriers:
 
     def for_number(self, number: PhoneNumber) -> Provider:
         secrets = self.credentials(number)
+        account = "account_sid" if number.provider == "twilio" else "auth_id"
+        if missing := [name for name in (account, "auth_token") if name not in secrets]:
+            raise UnreadableCredentials(f"{number.id}: no {' or '.join(missing)}")
         if number.provider == "twilio":
             base = self._simulator_url or twilio.API_BASE
             return twilio.TwilioProvider(
