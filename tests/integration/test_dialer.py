@@ -354,7 +354,7 @@ async def test_credentials_that_cannot_be_read_do_not_stop_the_reaper(
     calls, and takes that as the provider's refusal of the question, not as the end of the
     round: the schedule ends and completions after it still happen. (Before, the error ended
     every round there.) A call dialed ten minutes ago is asked about again after its
-    patience; one dialed two hours ago, past the hour every dial is limited to, is over
+    patience; one dialed 25 hours ago, longer than any provider keeps a call up, is over
     however it ended: `lost`, its slot freed (before, a refused question kept it live for
     ever)."""
     async with (
@@ -366,7 +366,7 @@ async def test_credentials_that_cannot_be_read_do_not_stop_the_reaper(
         recent, old = await claimed_for_later(service, campaign["id"])
         now = datetime.now(UTC)
         async with write_transaction(app.state.sessionmaker) as session:
-            for job, ago in ((recent, timedelta(minutes=10)), (old, timedelta(hours=2))):
+            for job, ago in ((recent, timedelta(minutes=10)), (old, timedelta(hours=25))):
                 await session.execute(
                     update(Call)
                     .where(Call.id == job.call_id)

@@ -39,9 +39,10 @@ class Patience:
     unconfirmed: timedelta = timedelta(seconds=60)  # a dial sent by a dead worker, no callback
     silent_ringing: timedelta = timedelta(seconds=120)  # no news of a call not yet answered
     silent_live: timedelta = timedelta(minutes=10)  # no news of an answered call
-    # Every dial carries a time limit of an hour (`DialerSettings.time_limit`): a call dialed
-    # longer ago than that, its ring time and a margin is over, whatever the provider says.
-    longest_call: timedelta = timedelta(hours=1, minutes=10)
+    # No provider keeps a call up longer than a day (Twilio's longest time limit, for the
+    # call and for a transfer's <Dial>; outdial dials with an hour's): a call dialed longer
+    # ago than that is over, whatever the provider (does not) say.
+    longest_call: timedelta = timedelta(hours=24, minutes=10)
 
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -281,7 +282,7 @@ async def _ask_provider(
         log.warning("could not reconcile %s: %s", call_id, exc)
         if _whole_account(exc):
             failing.add(account)
-        if call.dial_started_at is not None and call.dial_started_at < over:
+        if (call.dial_started_at or call.created_at) < over:
             return False, None  # past any call's time limit: `lost`
         return False, CallState.IN_PROGRESS  # ask again later rather than guess
     return False, seen.state if seen else None
