@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.fernet import Fernet
+from sqlalchemy import update
 from tests.dialing import HUMANS_ONLY, Service, campaign_when, wait_for
 from tests.support import Tenant, numbers
+
+from outdial.database import write_transaction
+from outdial.models import PhoneNumber
 
 
 async def call_status(tenant: Tenant, call_id: str, *statuses: str) -> Any:
@@ -45,6 +50,33 @@ async def test_a_single_call_is_placed_answered_and_hung_up(service: Service) ->
     assert ended["ended_at"] and ended["duration_seconds"] is not None
     refused = await tenant.request("PATCH", f"/calls/{call['id']}", json={"action": "hangup"})
     assert refused.status_code == 409
+
+
+async def test_a_hang_up_whose_credentials_cannot_be_read_is_no_server_error(
+    service: Service,
+) -> None:
+    """The caller number's credentials were sealed with another secret key (the key changed
+    without re-entering them) while a call was live: `PATCH /calls/{id}` hangup cannot ask
+    the provider, which it logs as for a refused hang-up, and answers as then; the campaign
+    stop with `hangup_active` and the assistant's own hang-up go through the same step.
+    (Before, the error escaped as a 500.)"""
+    await service.scenario(**HUMANS_ONLY, ring_seconds=[0.05, 0.1], talk_seconds=[60, 60])
+    tenant = await service.tenant()
+    assistant = await tenant.assistant()
+    number = await tenant.phone_number(assistant_id=assistant["id"])
+    call = await tenant.ok(
+        "POST", "/calls", json={"phone_number_id": number["id"], "to_number": "+14155550100"}
+    )
+    await call_status(tenant, call["id"], "in_progress")
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        await session.execute(
+            update(PhoneNumber)
+            .where(PhoneNumber.id == number["id"])
+            .values(credentials=Fernet(Fernet.generate_key()).encrypt(b"{}"))
+        )
+    answered = await tenant.request("PATCH", f"/calls/{call['id']}", json={"action": "hangup"})
+    assert answered.status_code == 200
+    assert (await service.observed())["live"] == 1  # the provider was never asked
 
 
 async def test_a_call_needs_an_assistant_and_a_valid_number(service: Service) -> None:
