@@ -52,14 +52,15 @@ async def test_a_single_call_is_placed_answered_and_hung_up(service: Service) ->
     assert refused.status_code == 409
 
 
-async def test_a_hang_up_whose_credentials_cannot_be_read_is_no_server_error(
+async def test_a_number_whose_credentials_cannot_be_read_gets_no_server_error(
     service: Service,
 ) -> None:
     """The caller number's credentials were sealed with another secret key (the key changed
     without re-entering them) while a call was live: `PATCH /calls/{id}` hangup cannot ask
-    the provider, which it logs as for a refused hang-up, and answers as then; the campaign
-    stop with `hangup_active` and the assistant's own hang-up go through the same step.
-    (Before, the error escaped as a 500.)"""
+    the provider, which it logs as for a refused hang-up, and answers as then (the campaign
+    stop with `hangup_active` and the assistant's own hang-up go through the same step); a
+    transfer answers 502 as when the provider does not take it; a callback, which cannot be
+    checked, is refused (403) and changes nothing. (Before, each was a 500.)"""
     await service.scenario(**HUMANS_ONLY, ring_seconds=[0.05, 0.1], talk_seconds=[60, 60])
     tenant = await service.tenant()
     assistant = await tenant.assistant()
@@ -76,7 +77,19 @@ async def test_a_hang_up_whose_credentials_cannot_be_read_is_no_server_error(
         )
     answered = await tenant.request("PATCH", f"/calls/{call['id']}", json={"action": "hangup"})
     assert answered.status_code == 200
+    transfer = {"action": "transfer", "to": "+14155550177", "mode": "cold"}
+    refused = await tenant.request("PATCH", f"/calls/{call['id']}", json=transfer)
+    assert refused.status_code == 502  # as when the provider does not take the transfer
     assert (await service.observed())["live"] == 1  # the provider was never asked
+    # A callback for the call cannot be checked without the token: refused like a forged one.
+    secret, _ = service.app.state.carriers.call_secrets.new(call["id"], "twilio", number["id"])
+    callback = await service.http.post(
+        f"/telephony/twilio/{call['id']}/{secret}/status",
+        data={"CallSid": call["provider_call_sid"], "CallStatus": "completed"},
+        headers={"X-Twilio-Signature": "c2lnbmVk"},
+    )
+    assert callback.status_code == 403
+    assert (await tenant.ok("GET", f"/calls/{call['id']}"))["status"] == "in_progress"
 
 
 async def test_a_call_needs_an_assistant_and_a_valid_number(service: Service) -> None:

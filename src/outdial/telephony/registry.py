@@ -43,7 +43,10 @@ class Carriers:
         return self._credentials[key]
 
     def auth_token(self, number: PhoneNumber) -> str:
-        return self.credentials(number)["auth_token"]
+        token = self.credentials(number).get("auth_token")
+        if not token:
+            raise UnreadableCredentials(f"{number.id}: no auth_token")
+        return token
 
     def for_number(self, number: PhoneNumber) -> Provider:
         secrets = self.credentials(number)

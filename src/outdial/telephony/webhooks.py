@@ -38,7 +38,7 @@ from outdial.secrets_store import CallSecrets
 from outdial.telephony import twilio, vobiz, voicemail
 from outdial.telephony.base import CallEvent as Event
 from outdial.telephony.base import CallState, Verdict
-from outdial.telephony.registry import Carriers
+from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 router = APIRouter(prefix="/telephony", include_in_schema=False)
 log = logging.getLogger("outdial.telephony")
@@ -146,7 +146,11 @@ class Verifier:
             number = await session.get(PhoneNumber, phone_number_id)
         if number is None:
             return None
-        token = self._tokens[phone_number_id] = carriers.auth_token(number)
+        try:
+            token = self._tokens[phone_number_id] = carriers.auth_token(number)
+        except UnreadableCredentials as exc:  # no token to check with: refused, logged
+            log.error("callbacks for %s cannot be checked: %s", phone_number_id, exc)
+            return None
         return token
 
 
@@ -326,7 +330,11 @@ async def _after_machine(request: Request, call: store.CallRow, secret: str) -> 
         number = await session.get(PhoneNumber, number_id) if number_id else None
     if source is None or number is None:
         return
-    provider = request.app.state.carriers.for_number(number)
+    try:
+        provider = request.app.state.carriers.for_number(number)
+    except UnreadableCredentials as exc:  # the hangup callback, or the reaper, ends the call
+        log.warning("machine on %s left on the line: %s", call.id, exc)
+        return
     if isinstance(provider, vobiz.VobizProvider) and voicemail.message(source) is not None:
         base = request.app.state.settings.resolved_public_base_url
         url = f"{callback_base(base, 'vobiz', call.id, secret)}/voicemail"
