@@ -544,6 +544,34 @@ async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Ser
     assert all(p["attempts"] == 0 for p in people)
 
 
+async def test_credentials_that_cannot_be_read_pause_the_campaign_with_a_reason(
+    service: Service,
+) -> None:
+    """The caller number's credentials were sealed with another secret key (the key changed
+    without re-entering them): each dial is refused as the provider refuses bad credentials,
+    its attempt given back, and the breaker pauses the campaign saying what to do. (Before,
+    the error escaped each dial after its gate, and the reaper later ended it `lost`.)"""
+    tenant = await service.tenant()
+    number = await tenant.phone_number(calls_per_second=100)
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        await session.execute(
+            update(PhoneNumber)
+            .where(PhoneNumber.id == number["id"])
+            .values(credentials=Fernet(Fernet.generate_key()).encrypt(b"{}"))
+        )
+    campaign = await campaign_of(tenant, 5, max_concurrency=1, phone_number_id=number["id"])
+    current = await campaign_when(
+        tenant,
+        campaign["id"],
+        lambda c: c["status"] == "paused" and c["counts"]["pending"] == 5,
+    )
+    assert "cannot be read" in current["status_reason"]
+    assert "enter them again" in current["status_reason"]
+    people = await all_recipients(tenant, campaign["id"])
+    assert all(p["attempts"] == 0 for p in people)
+    assert (await service.observed())["created"] == 0
+
+
 async def test_calls_whose_callbacks_are_lost_are_reconciled(service: Service) -> None:
     await service.scenario(drop_rate=0.7, seed=5)
     tenant = await service.tenant()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind, Provider
+from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind
 from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 log = logging.getLogger("outdial.dialer")
@@ -60,20 +60,9 @@ def _whole_account(error: DialError) -> bool:
 def _account(carriers: Carriers, number: PhoneNumber) -> Account:
     try:
         secrets = carriers.credentials(number)
-    except UnreadableCredentials:  # (`_provider` says so when asked)
+    except UnreadableCredentials:  # (refused when asked: `for_number` raises it again)
         return (number.provider, number.id)
     return (number.provider, secrets.get("account_sid") or secrets.get("auth_id") or number.id)
-
-
-def _provider(carriers: Carriers, number: PhoneNumber) -> Provider:
-    """The number's provider; credentials that cannot be read (sealed with another secret
-    key, or incomplete) are a refusal of that number's questions, not the round's end."""
-    try:
-        return carriers.for_number(number)
-    except UnreadableCredentials as exc:
-        raise DialError(
-            DialErrorKind.REJECTED, f"the credentials of {number.id} cannot be read: {exc!r}"
-        ) from exc
 
 
 async def reap(
@@ -165,7 +154,7 @@ async def _end_unconfirmed_dials(
         try:
             found = await control.find_placed(
                 sessionmaker,
-                _provider(carriers, number),
+                carriers.for_number(number),
                 user_id=call.user_id,
                 to_number=call.to_number,
                 from_number=number.phone_number,
@@ -277,7 +266,7 @@ async def _ask_provider(
     if account in failing:
         return True, None
     try:
-        seen = await _provider(carriers, number).fetch(call.provider_call_sid)
+        seen = await carriers.for_number(number).fetch(call.provider_call_sid)
     except DialError as exc:
         log.warning("could not reconcile %s: %s", call_id, exc)
         if _whole_account(exc):

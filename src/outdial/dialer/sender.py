@@ -23,7 +23,7 @@ from outdial.dialer.claim import DialJob
 from outdial.dialer.reaper import Patience
 from outdial.dialer.store import calls, campaigns
 from outdial.do_not_call import repository as do_not_call
-from outdial.models import Campaign, utcnow
+from outdial.models import Campaign, PhoneNumber, utcnow
 from outdial.pre_dial.service import PreDialChecker
 from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
 from outdial.telephony.registry import Carriers
@@ -187,7 +187,11 @@ class Sender:
         prepared = await self._pass_gate(job)
         if prepared is None:
             return False
-        provider, request = prepared
+        number, request = prepared
+        try:
+            provider = self.carriers.for_number(number)
+        except DialError as unreadable:  # its credentials: refused, as the provider would
+            return await self._dial_failed(job, unreadable)
         first_sent = utcnow()
         for attempt in range(1, MAX_SEND_TRIES + 1):
             try:
@@ -288,7 +292,7 @@ class Sender:
         rows = await read_alone(self.sessionmaker, _STATUS, {"call_id": job.call_id})
         return not rows or rows[0].status != CallState.QUEUED.value
 
-    async def _pass_gate(self, job: DialJob) -> tuple[Provider, DialRequest] | None:
+    async def _pass_gate(self, job: DialJob) -> tuple[PhoneNumber, DialRequest] | None:
         """Mark the call as being sent if its campaign still runs and its number has not been
         put on the do-not-call list since the claim; else give the attempt back (a listed
         number's recipient ends `skipped`, `dnc`, as in the claim).
@@ -300,7 +304,7 @@ class Sender:
         if refusal is None:
             params = {"call_id": job.call_id, "now": now, "lease_until": now + self.settings.lease}
             if await write_alone(self.sessionmaker, _GATE, params) == 1:
-                return self.carriers.for_number(job.number), self._dial_request(job)
+                return job.number, self._dial_request(job)
             refusal = await self._refusal(job)
         await self._give_back(job, now, refusal)
         return None

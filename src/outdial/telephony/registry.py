@@ -13,12 +13,18 @@ import httpx
 from outdial.models import PhoneNumber
 from outdial.secrets_store import CallSecrets, CredentialBox
 from outdial.telephony import twilio, vobiz
-from outdial.telephony.base import Provider
+from outdial.telephony.base import DialError, DialErrorKind, Provider
 
 
-class UnreadableCredentials(RuntimeError):
-    """A number's credentials cannot be read: sealed with another secret key, or without
-    what its provider needs (e.g. written by hand)."""
+class UnreadableCredentials(DialError):
+    """A number's credentials cannot be read (sealed with another secret key, or without
+    what its provider needs): every question to its provider is refused, as the provider
+    refuses bad credentials, so each caller's handling of a refusal applies (the dialer's
+    breaker pauses the campaign with this reason)."""
+
+    def __init__(self, number_id: str, why: str) -> None:
+        message = f"the credentials of {number_id} cannot be read ({why}): enter them again"
+        super().__init__(DialErrorKind.REJECTED, message)
 
 
 class Carriers:
@@ -38,21 +44,21 @@ class Carriers:
             try:
                 opened = self._box.open(number.credentials)
             except (RuntimeError, ValueError, TypeError) as exc:
-                raise UnreadableCredentials(f"{number.id}: {exc}") from exc
+                raise UnreadableCredentials(number.id, str(exc)) from exc
             self._credentials[key] = {k: str(v) for k, v in opened.items()}
         return self._credentials[key]
 
     def auth_token(self, number: PhoneNumber) -> str:
         token = self.credentials(number).get("auth_token")
         if not token:
-            raise UnreadableCredentials(f"{number.id}: no auth_token")
+            raise UnreadableCredentials(number.id, "no auth_token")
         return token
 
     def for_number(self, number: PhoneNumber) -> Provider:
         secrets = self.credentials(number)
         account = "account_sid" if number.provider == "twilio" else "auth_id"
-        if missing := [name for name in (account, "auth_token") if name not in secrets]:
-            raise UnreadableCredentials(f"{number.id}: no {' or '.join(missing)}")
+        if missing := [name for name in (account, "auth_token") if not secrets.get(name)]:
+            raise UnreadableCredentials(number.id, f"no {' or '.join(missing)}")
         if number.provider == "twilio":
             base = self._simulator_url or twilio.API_BASE
             return twilio.TwilioProvider(

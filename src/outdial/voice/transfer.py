@@ -38,7 +38,7 @@ from outdial.database import write_transaction
 from outdial.errors import Conflict, OutdialError
 from outdial.telephony import twilio, vobiz
 from outdial.telephony.base import CallState, DialError, DialErrorKind, Verdict
-from outdial.telephony.registry import Carriers, UnreadableCredentials
+from outdial.telephony.registry import Carriers
 from outdial.voice import repository
 
 log = logging.getLogger("outdial.voice")
@@ -205,7 +205,7 @@ async def request(
             raise Conflict("The call is already being transferred")
     try:
         await _hand_over(carriers, line, public_base_url, call_id, token, target)
-    except (DialError, UnreadableCredentials) as exc:
+    except DialError as exc:  # (unreadable credentials too)
         async with write_transaction(sessionmaker) as session:
             await repository.drop_transfer(session, call_id)
         log.warning("transfer of %s failed: %s", call_id, exc)
