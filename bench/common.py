@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -105,3 +106,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def machine_cpu(before: Any, after: Any) -> tuple[float, float]:
+    """CPU seconds the whole machine was busy between two `psutil.cpu_times()`, and those
+    the hypervisor gave to others while this machine wanted them (steal)."""
+    idle = ("idle", "iowait", "steal", "guest", "guest_nice")
+    busy = sum(
+        getattr(after, name) - getattr(before, name) for name in after._fields if name not in idle
+    )
+    steal = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+    return busy, steal

@@ -31,7 +31,7 @@ import psutil
 from tests.processes import Cluster, caller_setup
 from tests.support import numbers
 
-from bench.common import create_database, describe, drop_database, percentile
+from bench.common import create_database, describe, drop_database, machine_cpu, percentile
 
 ZERO = {
     "human": 1,
@@ -190,14 +190,14 @@ async def throughput(
             ids = await _setup(api)
             campaign_id = await _campaign(api, ids, count, 0, concurrency)
             before = await _statements(url) if url.startswith("postgresql") else None
-            cpu_before, stolen = memory.cpu(), _stolen()
+            cpu_before, times = memory.cpu(), psutil.cpu_times()
             started = time.perf_counter()
             await api.post(f"/campaign/{campaign_id}/start")
             # Polled five times a second, as a dashboard would: the figure is the dialer's.
             while (await api.get(f"/campaign/{campaign_id}")).json()["status"] != "completed":
                 await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - started
-            cpu_after, stolen = memory.cpu(), _stolen() - stolen
+            cpu_after, stolen = memory.cpu(), machine_cpu(times, psutil.cpu_times())[1]
             after = await _statements(url) if before is not None else None
         latencies = await _refill_latencies(url, campaign_id)
     finally:
@@ -222,11 +222,6 @@ async def throughput(
         },
         "steal": stolen / elapsed * 100,
     }
-
-
-def _stolen() -> float:
-    """CPU seconds the host has given to others while this machine wanted them (steal)."""
-    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 async def hold_live_calls(

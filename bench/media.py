@@ -61,7 +61,7 @@ from sqlalchemy import select
 from tests.dialing import fresh_database
 from tests.processes import Cluster, wait_until_up
 
-from bench.common import describe, load, percentile
+from bench.common import describe, load, machine_cpu, percentile
 from outdial.database import create_engine, create_sessionmaker, write_transaction
 from outdial.ids import new_id
 from outdial.models import Call
@@ -263,17 +263,6 @@ def _cpu(process: psutil.Process) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(True)])
 
 
-def _machine(before: Any, after: Any) -> tuple[float, float]:
-    """CPU seconds the whole machine was busy between two `psutil.cpu_times()`, and those
-    the hypervisor gave to others while this machine wanted them (steal)."""
-    idle = ("idle", "iowait", "steal", "guest", "guest_nice")
-    busy = sum(
-        getattr(after, name) - getattr(before, name) for name in after._fields if name not in idle
-    )
-    steal = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
-    return busy, steal
-
-
 def _own_cpu(process: psutil.Process) -> float:
     """This process alone (the server is its child)."""
     return float(sum(process.cpu_times()[:2]))
@@ -430,10 +419,10 @@ async def level(
         await asyncio.sleep(1.0)
         rss = max(rss, _rss_mib(server))
         times, now = psutil.cpu_times(), time.monotonic()
-        worst_steal = max(worst_steal, _machine(second[0], times)[1] / (now - second[1]) * 100)
+        worst_steal = max(worst_steal, machine_cpu(second[0], times)[1] / (now - second[1]) * 100)
         second = (times, now)
     cpu_after = (_cpu(server), _own_cpu(me), time.monotonic())
-    machine = _machine(machine_before, psutil.cpu_times())
+    machine = machine_cpu(machine_before, psutil.cpu_times())
     await asyncio.gather(*talkers)
     await asyncio.sleep(0.5)
     await senders.stop()
