@@ -431,6 +431,74 @@ async def test_a_callback_while_the_dial_waits_to_be_sent_again_keeps_the_call(
     assert seen["created"] == 1 and seen["lookups"] >= 1
 
 
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_second_call_placed_for_one_dial_is_hung_up_before_it_is_answered(
+    service: Service, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    """Answered 500, the call not in the provider's list yet (its reads lag) and its
+    callbacks 6 s late: the dial is sent again, and the provider places that one too. The
+    first call's callbacks then make it the call's; the second's, which carry the same call
+    id, move nothing and get it hung up while it still rings: the person is not called
+    twice (before, both calls were answered, each moving the one call)."""
+    monkeypatch.setattr(sender.random, "uniform", lambda _low, high: high)  # back-off 1.5 s
+    late = {"lost_response_rate": 1.0, "listing_lag_seconds": 60, "callback_delay_seconds": 6}
+    await service.scenario(**HUMANS_ONLY, ring_seconds=[10, 10], talk_seconds=[0.2, 0.2], **late)
+    tenant = await service.tenant()
+    if provider == "twilio":
+        campaign = await campaign_of(tenant, 1)
+    else:
+        vobiz = await tenant.phone_number("+919876543210", provider="vobiz")
+        on_vobiz = await tenant.campaign(
+            recipients=[{"phone_number": "+919876500001"}],
+            channel="vobiz",
+            phone_number_id=vobiz["id"],
+        )
+        campaign = await tenant.ok("POST", f"/campaign/{on_vobiz['id']}/start")
+    done = await finished(tenant, campaign["id"])
+    assert done["counts"]["completed"] == 1
+    (call,) = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    (person,) = await all_recipients(tenant, campaign["id"])
+    assert call["status"] == "completed" and person["attempts"] == 1
+    seen = await service.observed()
+    assert seen["created"] == 2 and len(seen["overlaps"]) == 1  # placed twice, as before
+    second = seen["overlaps"][0]["sid"]
+    assert second != call["provider_call_sid"]
+
+    async def over() -> Any:
+        details = (await service.http.get(f"/_simulator/_sim/calls/{second}")).json()
+        return details if details["state"] not in ("queued", "ringing", "in-progress") else None
+
+    details = await wait_for(over, timeout=15)
+    assert details["state"] in ("canceled", "cancel") and details["duration"] == 0
+    assert (await service.observed())["live"] == 0
+
+
+async def test_a_dial_answered_with_a_second_call_hangs_that_call_up(service: Service) -> None:
+    """The provider answers a dial with a call id while the call already holds another
+    (an earlier send's call, heard of by its callbacks meanwhile): the dial placed a second
+    call, which the sender hangs up at once; the call keeps the first."""
+    _, campaign, _ = await waiting_for_the_window(service, 1)
+    ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
+    await service.scenario(**ringing, drop_rate=1.0)  # (no callbacks: the test says what came)
+    (job,) = await claimed_for_later(service, campaign["id"])
+    dialer = a_sender(service)
+    provider = service.app.state.carriers.for_number(job.number)
+    first = await provider.dial(dialer._dial_request(job))
+    second = await provider.dial(dialer._dial_request(job))
+    async with write_transaction(service.app.state.sessionmaker) as session:
+        values = {"status": "ringing", "provider_call_sid": first, "dial_started_at": utcnow()}
+        await session.execute(update(Call).where(Call.id == job.call_id).values(**values))
+    await dialer._dial_sent(job, second)
+
+    async def state(sid: str) -> str:
+        return str((await service.http.get(f"/_simulator/_sim/calls/{sid}")).json()["state"])
+
+    assert (await state(first), await state(second)) == ("ringing", "canceled")
+    async with service.app.state.sessionmaker() as session:
+        call = await session.get(Call, job.call_id)
+    assert call is not None and (call.status, call.provider_call_sid) == ("ringing", first)
+
+
 async def test_a_dial_nobody_can_tell_was_placed_is_not_sent_again(service: Service) -> None:
     """Answered 500, no callback, and the provider's list of calls answers 500 too, each of
     the three times it is asked: whether the person's phone rang is unknown, so the dial is

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, make_url, select, update
 from tests.dialing import Service, wait_for
-from tests.support import Tenant, database_restart
+from tests.support import TWILIO_SID, Tenant, database_restart
 from twilio.request_validator import RequestValidator
 
 from outdial.database import write_transaction
@@ -21,7 +21,7 @@ from outdial.dialer import store
 from outdial.dialer.wakeup import CHANNEL
 from outdial.ids import new_id
 from outdial.models import Call, CallEvent
-from outdial.telephony import twilio
+from outdial.telephony import twilio, vobiz
 from outdial.telephony.webhooks import Verifier
 
 
@@ -275,8 +275,9 @@ async def test_the_answer_in_one_statement_does_what_apply_event_does(
     if backend == "sqlite":
         assert applied is None and await events_of(service, fast["id"]) == before
         return
+    slow_event = twilio.parse_answer({"CallSid": slow["provider_call_sid"], **form})
     async with write_transaction(sessionmaker) as session:
-        expected = await store.apply_event(session, slow["id"], event, form)
+        expected = await store.apply_event(session, slow["id"], slow_event, form)
     assert applied is not None and expected is not None
     same = ("status", "answered_by", "campaign_id", "media_claimed", "conversation_stored")
     assert [getattr(applied.call, f) for f in same] == [getattr(expected.call, f) for f in same]
@@ -360,3 +361,101 @@ async def ringing_call_of(tenant: Tenant, campaign_id: str) -> dict[str, Any]:
         return calls[0] if calls and calls[0]["status"] == "ringing" else None
 
     return dict(await wait_for(ringing))
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_callbacks_of_another_provider_call_move_nothing(
+    service: Service, provider: str
+) -> None:
+    """A ringing call whose provider id is known gets callbacks, signed and with its id and
+    secret, that name another provider call (a second placement of its dial): each way a
+    callback is applied (progress, the answer, a repeat, the end) leaves the call, its
+    events and its recipient as they were, and the answer request gets a hang-up document,
+    never the media stream. The call's own callbacks then apply as before."""
+    tenant = await service.tenant()
+    await service.scenario(ring_seconds=[30, 30])
+    if provider == "twilio":
+        number = await tenant.phone_number()
+        to = "+14155550100"
+    else:
+        number = await tenant.phone_number("+919876543210", provider="vobiz")
+        to = "+919876500001"
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": to}], phone_number_id=number["id"], channel=provider
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def ringing() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls[0] if calls and calls[0]["status"] == "ringing" else None
+
+    call = await wait_for(ringing)
+    events = await events_of(service, call["id"])
+    secret, _ = service.app.state.carriers.call_secrets.new(call["id"], provider, number["id"])
+
+    async def post(kind: str, form: dict[str, str]) -> httpx.Response:
+        path = f"/telephony/{provider}/{call['id']}/{secret}/{kind}"
+        if provider == "twilio":
+            token = "tok-secret-1"
+            signature = RequestValidator(token).compute_signature(service.base_url + path, form)
+            headers = {"X-Twilio-Signature": signature}
+        else:
+            nonce = "12345678901234567890"
+            headers = {
+                "X-Vobiz-Signature-V3": vobiz.sign_v3(
+                    service.base_url + path, nonce, "vobiz-secret-1"
+                ),
+                "X-Vobiz-Signature-V3-Nonce": nonce,
+            }
+        return await service.http.post(path, data=form, headers=headers)
+
+    other = "CA" + "f" * 32 if provider == "twilio" else "ffffffff-0000-4000-8000-000000000000"
+    if provider == "twilio":
+        base = {"CallSid": other, "AccountSid": TWILIO_SID, "To": to}
+        stray = [
+            ("status", {**base, "CallStatus": "initiated", "SequenceNumber": "0"}),
+            ("status", {**base, "CallStatus": "ringing", "SequenceNumber": "1"}),
+            ("answer", {**base, "CallStatus": "in-progress", "AnsweredBy": "human"}),
+            ("status", {**base, "CallStatus": "in-progress", "SequenceNumber": "2"}),
+            ("status", {**base, "CallStatus": "completed", "SequenceNumber": "3"}),
+        ]
+    else:
+        base = {"CallUUID": other, "RequestUUID": other, "To": to}
+        stray = [
+            ("ring", {**base, "Event": "Ring", "CallStatus": "ringing"}),
+            ("answer", {**base, "Event": "StartApp", "CallStatus": "in-progress"}),
+            ("machine", {**base, "Machine": "true", "CallStatus": "in-progress"}),
+            ("hangup", {**base, "CallStatus": "completed", "HangupCauseCode": "4000"}),
+        ]
+    for kind, form in stray:
+        answer = await post(kind, form)
+        assert answer.status_code in (200, 204), (kind, answer.text)
+        if kind == "answer":
+            assert "<Hangup" in answer.text and "Stream" not in answer.text
+        now = await tenant.ok("GET", f"/calls/{call['id']}")
+        assert now["status"] == "ringing" and now["ended_at"] is None, kind
+        assert now["provider_call_sid"] == call["provider_call_sid"], kind
+        assert now["answered_by"] is None, kind
+        assert await events_of(service, call["id"]) == events, kind
+    (person,) = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
+    assert person["status"] == "dialing"
+    # The call's own answer still applies (its key was not taken by the other call's). On
+    # Vobiz the dial's request id names the call as well as its own id does.
+    own = dict(stray[2 if provider == "twilio" else 1][1])
+    if provider == "twilio":
+        own["CallSid"] = call["provider_call_sid"]
+    else:
+        own.update({"CallUUID": "0" * 8 + other[8:], "RequestUUID": call["provider_call_sid"]})
+    answered = await post("answer", own)
+    assert answered.status_code == 200 and "Stream" in answered.text
+    events = await events_of(service, call["id"])
+    # Once it is answered, the other call's news of its own answer (Twilio's status
+    # callback, recorded alone when it repeats the call's) or of its end changes nothing.
+    later = stray[3:]
+    for kind, form in later:
+        assert (await post(kind, form)).status_code == 204, kind
+        now = await tenant.ok("GET", f"/calls/{call['id']}")
+        assert (now["status"], now["ended_at"]) == ("in_progress", None), kind
+        assert await events_of(service, call["id"]) == events, kind
+    (person,) = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
+    assert person["status"] == "in_progress"

@@ -387,6 +387,11 @@ class Sender:
                         .where(campaigns.c.id == job.campaign_id)
                         .values(rejected_in_a_row=0)
                     )
+        if sent is not None and provider_call_id and sent.provider_call_sid != provider_call_id:
+            # The call holds another provider call: this send placed a second one (an earlier
+            # send's call, unlisted when looked for, has been heard of since). Hung up.
+            log.warning("dial of %s placed a second call %s", job.call_id, provider_call_id)
+            await control.hang_up_one(self.carriers, job.number, provider_call_id)
         if sent is not None and sent.hangup_requested and sent.provider_call_sid:
             # Hung up (a stop with `hangup_active`, `PATCH /calls`) while on its way.
             await control.hang_up_one(self.carriers, job.number, sent.provider_call_sid)

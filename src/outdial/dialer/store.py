@@ -182,11 +182,30 @@ def _attempt_lock(dialect: str, campaign_id: Any, recipient_id: Any, *where: Any
 @dataclass(frozen=True)
 class Locked:
     """A call locked for an event, and whether the event was new (`fresh`). `attempt`: its
-    campaign and recipient, locked with it when the event may end it (PostgreSQL)."""
+    campaign and recipient, locked with it when the event may end it (PostgreSQL). `stray`:
+    the event is another provider call's (`is_stray`); it was not stored."""
 
     call: CallRow
     fresh: bool
     attempt: AttemptLocks | None = None
+    stray: bool = False
+
+
+def is_stray(call: CallRow, event: Event) -> bool:
+    """Whether the event is of a provider call other than the one the call holds: a second
+    placement of its dial (a dial sent again after an answer that did not say whether the
+    first was placed, while the provider's list did not show it yet). Its callbacks carry
+    this call's id, as the dial did; it must not move this call, and is hung up."""
+    held, sid = call.provider_call_sid, event.provider_call_id
+    return bool(sid and held and held not in (sid, event.request_id))
+
+
+def _its_call(held: Any) -> Any:
+    """SQL: the event (`_event_params`) is of the provider call `held` (a call's
+    `provider_call_sid`): it names none, the call holds none yet, or they are the same."""
+    sid = bindparam("e_provider_call_id", type_=calls.c.provider_call_sid.type)
+    request = bindparam("e_request_id", type_=calls.c.provider_call_sid.type)
+    return sid.is_(None) | held.is_(None) | (held == sid) | (held == request)
 
 
 async def lock_and_record(
@@ -204,6 +223,8 @@ async def lock_and_record(
         call = await lock_call(session, call_id)
         if call is None:
             return None
+        if is_stray(call, event):
+            return Locked(call, fresh=False, stray=True)
         return Locked(call, (await run(session, _new_event(dialect), params)).first() is not None)
     ending = event.state in FINAL_STATES
     row = (await run(session, _locked_event(ending), params)).first()
@@ -211,6 +232,8 @@ async def lock_and_record(
         return None
     fields = row._mapping
     call = CallRow(**{name: fields[name] for name in CallRow.__dataclass_fields__})
+    if is_stray(call, event):  # (not stored: `_locked_event` inserts only the call's own)
+        return Locked(call, fresh=False, stray=True)
     if fields["unheard"] and call.user_id is not None:
         webhook_repository.remember_endpoints(session, call.user_id, [])
     elif isinstance(session, PlainTransaction):  # its events are written through the ORM
@@ -224,8 +247,8 @@ async def lock_and_record(
 @functools.cache
 def _locked_event(ending: bool) -> Any:
     locked = _call_locked(_event_call()).cte("locked")
-    logged = _event_insert("postgresql", exists().where(locked.c.id == _event_call()))
-    logged = logged.cte("logged")
+    mine = exists().where(locked.c.id == _event_call(), _its_call(locked.c.provider_call_sid))
+    logged = _event_insert("postgresql", mine).cte("logged")
     query = select(
         *locked.c,
         exists().where(logged.c.call_id == locked.c.id).label("fresh"),
@@ -239,6 +262,7 @@ def _locked_event(ending: bool) -> Any:
         locked.c.campaign_id,
         locked.c.recipient_id,
         among(locked.c.status, live),  # (a duplicate of an end finds the call ended)
+        _its_call(locked.c.provider_call_sid),  # (another provider call's end ends nothing)
     ).cte("attempt")
     columns = [column for column in attempt.c if column.name != "notified"]
     return query.add_columns(*columns).select_from(locked.outerjoin(attempt, true()))
@@ -345,6 +369,7 @@ class Applied:
     call: CallRow
     ended: bool
     fresh: bool = True
+    stray: bool = False  # another provider call's event (`is_stray`): it changed nothing
     # Recipients of the campaign waiting to be dialed (pending or retry) as the end's
     # statement saw them; None when not known (see `Ended`).
     waiting_to_dial: int | None = None
@@ -363,6 +388,8 @@ async def apply_event(
     if locked is None:
         return None
     call = locked.call
+    if locked.stray:
+        return Applied(call, ended=False, fresh=False, stray=True)
     if not locked.fresh:
         return Applied(call, ended=False, fresh=False)
     changes: dict[str, Any] = {"last_event_at": now}
@@ -427,8 +454,8 @@ async def record_answer(
     Applies when the event is new and moves the call from a ringing state to `in_progress`:
     the call row is locked, the event stored, the call and its recipient moved, and the
     counters changed, in `apply_event`'s lock order (a data-modifying CTE each of whose
-    steps feeds the next). Anything else (a duplicate, a call already answered or ended,
-    SQLite) is left to `apply_event`.
+    steps feeds the next). Anything else (a duplicate, another provider call's event, a call
+    already answered or ended, SQLite) is left to `apply_event`.
     """
     if event.state is not CallState.IN_PROGRESS:
         return None
@@ -445,7 +472,11 @@ def _answer() -> Any:
     ringing = [state.value for state in CallState if moves_forward(state, CallState.IN_PROGRESS)]
     locked = (
         select(calls.c.id)
-        .where(calls.c.id == _event_call(), among(calls.c.status, ringing))
+        .where(
+            calls.c.id == _event_call(),
+            among(calls.c.status, ringing),
+            _its_call(calls.c.provider_call_sid),
+        )
         .with_for_update()
         .cte("locked")
     )
@@ -492,8 +523,11 @@ def is_progress(event: Event) -> bool:
 
 async def record_progress(
     sessionmaker: async_sessionmaker[AsyncSession], call_id: str, event: Event, form: dict[str, str]
-) -> None:
-    """Record a progress event and move the call forward by it, without locking the call.
+) -> bool:
+    """Record a progress event and move the call forward by it (on PostgreSQL one statement,
+    no transaction around it): True when done. False, with nothing written, for a
+    duplicate, another provider call's event (`is_stray`) or no such call: `apply_event`
+    tells which.
 
     The status only advances from an earlier live status (the condition is in the UPDATE, so
     concurrent events cannot move it back). On PostgreSQL this is one statement and one round
@@ -504,17 +538,33 @@ async def record_progress(
     params = _event_params(call_id, event, form, utcnow())
     dialect = dialect_of(sessionmaker)
     if dialect == "postgresql":
-        await write_alone(sessionmaker, _progress(dialect, event.state), params)
-        return
+        return await write_alone(sessionmaker, _progress(dialect, event.state), params) == 1
     async with write_transaction(sessionmaker) as session:
-        if (await run(session, _new_event(dialect), params)).first() is not None:
-            await run(session, _progress_update(event.state), params)
+        if (await run(session, _progress_event(dialect), params)).first() is None:
+            return False
+        await run(session, _progress_update(event.state), params)
+        return True
+
+
+@functools.cache
+def _progress_event(dialect: str) -> Any:
+    """The insert of a progress event, done only for its own call's (`_its_call`; SQLite)."""
+    mine = exists().where(calls.c.id == _event_call(), _its_call(calls.c.provider_call_sid))
+    return _event_insert(dialect, mine)
 
 
 @functools.cache
 def _progress(dialect: str, state: CallState) -> Any:
-    """`record_progress` in one statement (PostgreSQL)."""
-    logged = _new_event(dialect).cte("logged")
+    """`record_progress` in one statement (PostgreSQL). The call's row is locked first (the
+    update would lock it anyway), so the provider call it holds is read as it is now: an
+    event that another provider call's has just beaten to it is not stored."""
+    locked = (
+        select(calls.c.id)
+        .where(calls.c.id == _event_call(), _its_call(calls.c.provider_call_sid))
+        .with_for_update()
+        .cte("locked")
+    )
+    logged = _event_insert(dialect, exists().where(locked.c.id == _event_call())).cte("logged")
     statement = update(calls).where(calls.c.id == logged.c.call_id)
     return statement.values(_progress_values(state)).add_cte(logged)
 
@@ -541,7 +591,8 @@ async def record_repeat(
 
     PostgreSQL only: the event is inserted only while the call is so, and the call's
     `last_event_at` moves with it (a data-modifying CTE). False, with nothing written, for
-    anything else (a duplicate, a call elsewhere, SQLite): `apply_event` then decides.
+    anything else (a duplicate, a call elsewhere, another provider call's event, SQLite):
+    `apply_event` then decides.
     Only `in_progress` is tried: Twilio's `in-progress` status callback after its answer
     request is the common case; a final state is almost never told twice.
     """
@@ -555,7 +606,11 @@ async def record_repeat(
 
 @functools.cache
 def _repeat(with_verdict: bool) -> Any:
-    known = [calls.c.id == _event_call(), calls.c.status == CallState.IN_PROGRESS.value]
+    known = [
+        calls.c.id == _event_call(),
+        calls.c.status == CallState.IN_PROGRESS.value,
+        _its_call(calls.c.provider_call_sid),
+    ]
     if with_verdict:  # (NULL is not != 'unknown' either)
         known.append(calls.c.answered_by != Verdict.UNKNOWN.value)
     logged = _event_insert("postgresql", exists().where(*known)).cte("logged")
@@ -589,6 +644,7 @@ def _event_params(
         "e_payload": form,
         "e_received_at": now,
         "e_provider_call_id": event.provider_call_id,
+        "e_request_id": event.request_id,
     }
 
 

@@ -79,6 +79,9 @@ class CallEvent:
     sequence: int | None = None
     reason: str | None = None
     dedupe_key: str = ""
+    # The id of the request that placed the call, where the provider names it apart from the
+    # call's (Vobiz `RequestUUID`, the `request_uuid` its dial answered with).
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

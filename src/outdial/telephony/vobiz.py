@@ -260,12 +260,25 @@ def _hangup_state(cause: str, status: str | None) -> CallState:
     return CallState.FAILED if cause else _STATUS_STATES.get(status or "", CallState.FAILED)
 
 
+def _request(form: Mapping[str, str]) -> str | None:
+    """The dial's `request_uuid`, which outdial records as the call's id (the same as
+    `CallUUID` for a call placed through the API; either one names the call)."""
+    return form.get("RequestUUID") or None
+
+
 def parse_ring(form: Mapping[str, str]) -> CallEvent:
-    return CallEvent(form.get("CallUUID"), CallState.RINGING, dedupe_key="ring")
+    return CallEvent(
+        form.get("CallUUID"), CallState.RINGING, dedupe_key="ring", request_id=_request(form)
+    )
 
 
 def parse_answer(form: Mapping[str, str]) -> CallEvent:
-    return CallEvent(form.get("CallUUID"), CallState.IN_PROGRESS, dedupe_key="answer")
+    return CallEvent(
+        form.get("CallUUID"),
+        CallState.IN_PROGRESS,
+        dedupe_key="answer",
+        request_id=_request(form),
+    )
 
 
 def parse_machine(form: Mapping[str, str]) -> CallEvent:
@@ -275,12 +288,13 @@ def parse_machine(form: Mapping[str, str]) -> CallEvent:
         None,
         verdict=Verdict.MACHINE if machine else Verdict.HUMAN,
         dedupe_key="machine",
+        request_id=_request(form),
     )
 
 
 def parse_voicemail(form: Mapping[str, str]) -> CallEvent:
     """The transferred A-leg asks for its voicemail document: nothing about the call changes."""
-    return CallEvent(form.get("CallUUID"), None, dedupe_key="voicemail")
+    return CallEvent(form.get("CallUUID"), None, dedupe_key="voicemail", request_id=_request(form))
 
 
 def parse_hangup(form: Mapping[str, str]) -> CallEvent:
@@ -293,4 +307,5 @@ def parse_hangup(form: Mapping[str, str]) -> CallEvent:
         duration_seconds=int(duration) if duration and duration.isdigit() else None,
         reason=form.get("HangupCause") or cause or None,
         dedupe_key="hangup",
+        request_id=_request(form),
     )

@@ -30,14 +30,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outdial.database import read_alone, write_transaction
 from outdial.dialer import store
+from outdial.dialer.control import hang_up_one
 from outdial.dialer.sender import callback_base
 from outdial.dialer.store import calls
 from outdial.ids import is_well_formed
-from outdial.models import PhoneNumber, utcnow
+from outdial.models import Call, PhoneNumber, utcnow
 from outdial.secrets_store import CallSecrets
 from outdial.telephony import twilio, vobiz, voicemail
+from outdial.telephony.base import FINAL_STATES, CallState, Verdict
 from outdial.telephony.base import CallEvent as Event
-from outdial.telephony.base import CallState, Verdict
 from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 router = APIRouter(prefix="/telephony", include_in_schema=False)
@@ -182,7 +183,8 @@ async def _handle(
 ) -> tuple[Response | None, store.Applied | None, Event | None]:
     """Verify, then record and apply the event: progress, or an event that tells nothing new,
     alone in one statement, and so is the answer on PostgreSQL (`store.record_answer`);
-    anything else with the call row locked. `applied` is None for the first two."""
+    anything else with the call row locked. `applied` is None for the first two. Progress
+    that was not recorded (a duplicate, or another provider call's) goes the locked way."""
     parsers = TWILIO_PARSERS if provider == "twilio" else VOBIZ_PARSERS
     if kind not in parsers:
         return FORBIDDEN, None, None
@@ -198,8 +200,7 @@ async def _handle(
         return FORBIDDEN, None, None
     event = parsers[kind](form)
     sessionmaker = request.app.state.sessionmaker
-    if store.is_progress(event):
-        await store.record_progress(sessionmaker, call_id, event, form)
+    if store.is_progress(event) and await store.record_progress(sessionmaker, call_id, event, form):
         return None, None, event
     if kind not in ANSWERED_WITH_THE_CALL and await store.record_repeat(
         sessionmaker, call_id, event, form
@@ -282,10 +283,15 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
 @router.post("/twilio/{call_id}/{secret}/{kind}")
 async def twilio_callback(request: Request) -> Response:
     call_id, secret, kind = _path(request)
-    refused, applied, _event = await _handle(request, "twilio", call_id, secret, kind)
-    if refused is not None:
-        return refused
+    refused, applied, event = await _handle(request, "twilio", call_id, secret, kind)
+    if refused is not None or event is None:
+        return refused or FORBIDDEN
     if applied is None:  # progress only
+        return Response(status_code=204)
+    if applied.stray:
+        await _end_stray(request, call_id, event)
+        if kind == "answer":
+            return Response(voicemail.twiml(None), media_type="application/xml")
         return Response(status_code=204)
     await _after(request, applied)
     if kind == "answer":
@@ -305,6 +311,11 @@ async def vobiz_callback(request: Request) -> Response:
         return refused or FORBIDDEN
     if applied is None:  # progress only
         return Response(status_code=204)
+    if applied.stray:
+        await _end_stray(request, call_id, event)
+        if kind in ("answer", "voicemail"):
+            return Response(voicemail.vobiz_xml(None), media_type="application/xml")
+        return Response(status_code=204)
     await _after(request, applied)
     if kind == "machine" and event.verdict is Verdict.MACHINE and applied.fresh:
         await _after_machine(request, applied.call, secret)
@@ -315,6 +326,25 @@ async def vobiz_callback(request: Request) -> Response:
         xml = await voicemail_vobiz_xml(request, applied.call)
         return Response(xml, media_type="application/xml")
     return Response(status_code=204)
+
+
+async def _end_stray(request: Request, call_id: str, event: Event) -> None:
+    """Hang up a second provider call placed for one dial (`store.is_stray`), unless its
+    event says it is over: the person is not called twice. Its answer request gets a hang-up
+    document besides, so it never reaches the assistant."""
+    log.warning(
+        "call %s: event %s of a second provider call %s; hanging it up",
+        call_id,
+        event.dedupe_key,
+        event.provider_call_id,
+    )
+    if event.state in FINAL_STATES or not event.provider_call_id:
+        return
+    async with request.app.state.sessionmaker() as session:
+        call = await session.get(Call, call_id)
+        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
+    if number is not None:
+        await hang_up_one(request.app.state.carriers, number, event.provider_call_id)
 
 
 async def _after_machine(request: Request, call: store.CallRow, secret: str) -> None:
