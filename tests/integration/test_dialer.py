@@ -261,6 +261,45 @@ async def test_the_reaper_finds_the_call_of_a_dial_whose_sender_died(
     assert (await service.observed())["created"] == 1
 
 
+RINGING_ON = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [600, 600]}
+SILENT_SINCE = timedelta(minutes=10)  # past the ringing patience
+
+
+async def for_the_reaper(service: Service, waiting: str, accounts: int = 2) -> dict[str, str]:
+    """Two calls of each of `accounts` provider accounts (one user's caller numbers) for the
+    reaper: ringing calls silent for ten minutes, or dials whose worker died before hearing
+    the provider (90 s ago: past their lease and patience, not three times it). Our call id
+    → the provider's."""
+    app = service.app
+    placed: dict[str, str] = {}
+    tenant = await service.tenant()
+    for account in range(accounts):  # each its own account, caller number and people
+        number = await tenant.phone_number(f"+1415555012{account}", account_sid=f"AC{account:032x}")
+        _, campaign, _ = await waiting_for_the_window(
+            service, 2, tenant, first=2 * account, phone_number_id=number["id"]
+        )
+        await service.scenario(**RINGING_ON, drop_rate=1.0)
+        for job in await claimed_for_later(service, campaign["id"]):
+            request = a_sender(service)._dial_request(job)
+            placed[job.call_id] = await app.state.carriers.for_number(job.number).dial(request)
+    assert len(placed) == 2 * accounts
+    silent_since = datetime.now(UTC) - SILENT_SINCE
+    sent_at = datetime.now(UTC) - timedelta(seconds=90)
+    async with write_transaction(app.state.sessionmaker) as session:
+        for call_id, sid in placed.items():
+            if waiting == "silent":
+                values: dict[str, Any] = {
+                    "status": "ringing",
+                    "provider_call_sid": sid,
+                    "last_event_at": silent_since,
+                    "lease_expires_at": None,
+                }
+            else:
+                values = {"dial_started_at": sent_at, "lease_expires_at": sent_at}
+            await session.execute(update(Call).where(Call.id == call_id).values(**values))
+    return placed
+
+
 @pytest.mark.parametrize("waiting", ["silent", "unconfirmed"])
 async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
     backend: str, tmp_path: Path, waiting: str
@@ -277,35 +316,9 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
         running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
     ):
         app = service.app
-        ringing = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [600, 600]}
-        placed: dict[str, str] = {}
-        tenant = await service.tenant()
-        for account in range(2):  # each its own account, caller number and people
-            number = await tenant.phone_number(
-                f"+1415555012{account}", account_sid=f"AC{account:032x}"
-            )
-            _, campaign, _ = await waiting_for_the_window(
-                service, 2, tenant, first=2 * account, phone_number_id=number["id"]
-            )
-            await service.scenario(**ringing, drop_rate=1.0)
-            for job in await claimed_for_later(service, campaign["id"]):
-                request = a_sender(service)._dial_request(job)
-                placed[job.call_id] = await app.state.carriers.for_number(job.number).dial(request)
-        assert len(placed) == 4
-        silent_since = datetime.now(UTC) - timedelta(minutes=10)  # past the ringing patience
-        sent_at = datetime.now(UTC) - timedelta(seconds=90)  # past lease and patience, not 3x
-        async with write_transaction(app.state.sessionmaker) as session:
-            for call_id, sid in placed.items():
-                if waiting == "silent":
-                    values: dict[str, Any] = {
-                        "status": "ringing",
-                        "provider_call_sid": sid,
-                        "last_event_at": silent_since,
-                        "lease_expires_at": None,
-                    }
-                else:
-                    values = {"dial_started_at": sent_at, "lease_expires_at": sent_at}
-                await session.execute(update(Call).where(Call.id == call_id).values(**values))
+        ringing = RINGING_ON
+        placed = await for_the_reaper(service, waiting)
+        silent_since = datetime.now(UTC) - SILENT_SINCE
 
         async def calls() -> list[Any]:
             async with app.state.sessionmaker() as session:
@@ -343,6 +356,32 @@ async def test_a_provider_account_that_cannot_answer_is_asked_once_a_round(
         else:
             assert await one_round() == 4  # every dial, each found in the provider's list
             assert {call_id: sid for call_id, *_, sid in await calls()} == placed
+
+
+@pytest.mark.parametrize("waiting", ["silent", "unconfirmed"])
+async def test_a_round_asks_its_provider_accounts_side_by_side(
+    backend: str, tmp_path: Path, waiting: str
+) -> None:
+    """Three accounts with two calls each for the reaper, and a provider slow to answer
+    (each list and fetch takes half a second): a round asks the accounts at the same time,
+    the calls of one account one after another: three questions at once at most, never
+    more (before: one at a time, so a provider that is down cost one timeout per account
+    in every round)."""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_reap_seconds=3600) as service,
+    ):
+        placed = await for_the_reaper(service, waiting, accounts=3)
+        await service.scenario(**RINGING_ON, drop_rate=1.0, lookup_delay_seconds=0.5)
+        await reaper.reap(service.app.state.sessionmaker, service.app.state.carriers, utcnow())
+        seen = await service.observed()
+        assert seen["lookups_at_once"] == 3
+        if waiting == "silent":
+            assert seen["lookups"] == 6  # each call fetched once
+        async with service.app.state.sessionmaker() as session:
+            query = select(Call.id, Call.provider_call_sid).where(Call.id.in_(placed))
+            rows = {call_id: sid for call_id, sid in (await session.execute(query)).all()}
+        assert rows == placed  # (the unconfirmed dials, each found in its account's list)
 
 
 @pytest.mark.parametrize("sealed", ["with another key", "without a token"])

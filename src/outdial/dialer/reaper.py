@@ -9,13 +9,17 @@ scheduleEndTime expire; campaigns with nothing left to dial complete.
 A provider account that cannot answer (down, unreachable, limiting the rate) is asked
 nothing more in that round: it would otherwise cost each of the round's calls its requests'
 timeouts (15 s each), one after another, and hold up the schedule ends and completions that
-follow. Its other calls wait, untouched, for the next round.
+follow. Its other calls wait, untouched, for the next round. The calls of one account are
+asked about one after another (so such an account is asked once); different accounts side by
+side (`ACCOUNTS_AT_ONCE`), so that many accounts of a provider that is down cost a round
+about one timeout for every `ACCOUNTS_AT_ONCE` of them, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +34,7 @@ from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 log = logging.getLogger("outdial.dialer")
 BATCH = 200
+ACCOUNTS_AT_ONCE = 8  # provider accounts a round asks questions of at the same time
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,47 @@ def _account(carriers: Carriers, number: PhoneNumber) -> Account:
     except UnreadableCredentials:  # (refused when asked: `for_number` raises it again)
         return (number.provider, number.id)
     return (number.provider, secrets.get("account_sid") or secrets.get("auth_id") or number.id)
+
+
+async def _numbers(sessionmaker: Sessions, ids: Sequence[str]) -> dict[str, PhoneNumber]:
+    """The caller number of each of these calls (a call whose number is gone has none)."""
+    if not ids:
+        return {}
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(Call.id, PhoneNumber)
+            .join(PhoneNumber, PhoneNumber.id == Call.phone_number_id)
+            .where(Call.id.in_(ids))
+        )
+        return {call_id: number for call_id, number in rows.all()}
+
+
+async def _account_by_account(
+    carriers: Carriers,
+    numbers: dict[str, PhoneNumber],
+    ids: Sequence[str],
+    ask: Callable[[str], Awaitable[None]],
+) -> None:
+    """`ask` about each call: those of one provider account one after another, in order;
+    up to `ACCOUNTS_AT_ONCE` accounts at the same time. (A call without a number is its own.)"""
+    accounts: dict[Account, list[str]] = {}
+    for call_id in ids:
+        number = numbers.get(call_id)
+        account = _account(carriers, number) if number is not None else ("", call_id)
+        accounts.setdefault(account, []).append(call_id)
+    room = asyncio.Semaphore(ACCOUNTS_AT_ONCE)
+
+    async def one_account(calls: list[str]) -> None:
+        async with room:
+            for call_id in calls:
+                await ask(call_id)
+
+    # Every account's questions run to their end even when another's fail (a call found
+    # placed and marked for hang-up must be hung up); the round then ends on the first error.
+    done = await asyncio.gather(*map(one_account, accounts.values()), return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def reap(
@@ -140,17 +186,18 @@ async def _end_unconfirmed_dials(
             and call.lease_expires_at < now - grace
         )
 
-    lost = []
-    for call_id in ids:
+    lost: list[str] = []
+
+    async def ask(call_id: str) -> None:
         async with sessionmaker() as session:
             call = await session.get(Call, call_id)
             number = await session.get(PhoneNumber, call.phone_number_id) if call else None
         if call is None or number is None or call.dial_started_at is None:
             lost.append(call_id)
-            continue
+            return
         account = _account(carriers, number)
         if account in failing:
-            continue  # its provider account cannot answer this round: asked next round
+            return  # its provider account cannot answer this round: asked next round
         try:
             found = await control.find_placed(
                 sessionmaker,
@@ -167,17 +214,19 @@ async def _end_unconfirmed_dials(
                 failing.add(account)
             if call.lease_expires_at is not None and call.lease_expires_at < now - 3 * grace:
                 lost.append(call_id)
-            continue
+            return
         if found is None:
             lost.append(call_id)
-            continue
+            return
         async with write_transaction(sessionmaker) as session:
             locked = await store.lock_call(session, call_id)
             if locked is None or not still_unconfirmed(locked):
-                continue
+                return
             hang_up = await store.found_placed(session, locked, found, now)
         if hang_up:  # (stopped with `hangup_active`, or `PATCH /calls`, while unconfirmed)
             await control.hang_up_one(carriers, number, found)
+
+    await _account_by_account(carriers, await _numbers(sessionmaker, ids), ids, ask)
     return await _finish_each(sessionmaker, lost, CallState.FAILED, now, "lost", still_unconfirmed)
 
 
@@ -224,11 +273,13 @@ async def _reconcile_silent_calls(
         .limit(BATCH)
     )
     woken: set[str] = set()
-    for call_id in await _ids(sessionmaker, silent):
-        over = now - patience.longest_call
+    over = now - patience.longest_call
+
+    async def ask(call_id: str) -> None:
+        nonlocal woken
         waits, state = await _ask_provider(sessionmaker, carriers, call_id, failing, over)
         if waits:
-            continue
+            return
         if state is None:
             woken |= await _finish_each(sessionmaker, [call_id], CallState.FAILED, now, "lost")
         elif state in (
@@ -243,6 +294,9 @@ async def _reconcile_silent_calls(
                     call.last_event_at = now
         else:
             woken |= await _finish_each(sessionmaker, [call_id], state, now, "reconciled")
+
+    ids = await _ids(sessionmaker, silent)
+    await _account_by_account(carriers, await _numbers(sessionmaker, ids), ids, ask)
     return woken
 
 

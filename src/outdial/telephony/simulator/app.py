@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator
@@ -73,9 +74,17 @@ def _server_error(carrier: Carrier) -> bool:
     return False
 
 
-def _lookup_fails(carrier: Carrier) -> bool:
-    """A listing of calls or a call's fetch, answered 500 at `lookup_error_rate`."""
-    carrier.seen.lookups += 1
+async def _lookup_fails(carrier: Carrier) -> bool:
+    """A listing of calls or a call's fetch, answered after `lookup_delay_seconds`, and 500
+    at `lookup_error_rate`."""
+    seen = carrier.seen
+    seen.lookups += 1
+    seen.looking_up += 1
+    seen.lookups_at_once = max(seen.lookups_at_once, seen.looking_up)
+    try:
+        await asyncio.sleep(carrier.scenario.lookup_delay_seconds)
+    finally:
+        seen.looking_up -= 1
     return carrier.dice.chance(carrier.scenario.lookup_error_rate)
 
 
@@ -131,7 +140,7 @@ async def twilio_list(account_sid: str, request: Request) -> Response:
     carrier = _carrier(request)
     if _refused(carrier, _basic_auth(request, account_sid)):
         return _twilio_error(401, 20003, "Authenticate")
-    if _lookup_fails(carrier):
+    if await _lookup_fails(carrier):
         return _twilio_error(500, 20500, "Internal Server Error")
     query = request.query_params
     size = _page_size(query.get("PageSize", "50"), 1000)
@@ -172,7 +181,7 @@ async def twilio_fetch(account_sid: str, sid: str, request: Request) -> Response
     call = _twilio_call(request, account_sid, sid)
     if isinstance(call, JSONResponse):
         return call
-    if _lookup_fails(_carrier(request)):
+    if await _lookup_fails(_carrier(request)):
         return _twilio_error(500, 20500, "Internal Server Error")
     return JSONResponse({"sid": sid, "status": call.state, "duration": str(call.duration)})
 
@@ -274,7 +283,7 @@ async def vobiz_list(auth_id: str, request: Request) -> Response:
     status = request.query_params.get("status")
     if status not in ("live", "queued"):
         return JSONResponse({"error": "status must be live or queued"}, status_code=400)
-    if _lookup_fails(carrier):
+    if await _lookup_fails(carrier):
         return JSONResponse({"error": "internal server error"}, status_code=500)
     calls = [call.sid for call in _listed(carrier, "vobiz", auth_id) if _vobiz_in(call, status)]
     return JSONResponse({"api_id": secrets.token_hex(8), "calls": calls})
@@ -288,7 +297,7 @@ async def vobiz_fetch(auth_id: str, uuid: str, request: Request) -> Response:
     call = carrier.calls.get(uuid)
     if call is None or not _vobiz_in(call, request.query_params.get("status")):
         return JSONResponse({"error": "not found"}, status_code=404)
-    if _lookup_fails(carrier):
+    if await _lookup_fails(carrier):
         return JSONResponse({"error": "internal server error"}, status_code=500)
     return JSONResponse(
         {
@@ -308,7 +317,7 @@ async def vobiz_records(auth_id: str, request: Request) -> Response:
     carrier = _carrier(request)
     if _refused(carrier, _vobiz_token(request, auth_id)):
         return JSONResponse({"error": "authentication failed"}, status_code=401)
-    if _lookup_fails(carrier):
+    if await _lookup_fails(carrier):
         return JSONResponse({"error": "internal server error"}, status_code=500)
     query = request.query_params
     size = _page_size(query.get("per_page", "20"), 1000)

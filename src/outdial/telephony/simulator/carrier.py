@@ -81,6 +81,8 @@ class Observations:
         self.lost_responses = 0
         self.server_errors = 0
         self.lookups = 0
+        self.looking_up = 0  # listings and fetches being answered
+        self.lookups_at_once = 0  # the most at the same time
         self.live_by_from: Counter[str] = Counter()
         self.peak_by_from: Counter[str] = Counter()
         self.live_by_to: Counter[tuple[str, str]] = Counter()
@@ -111,6 +113,7 @@ class Observations:
             "lost_responses": self.lost_responses,
             "server_errors": self.server_errors,
             "lookups": self.lookups,
+            "lookups_at_once": self.lookups_at_once,
             "live": sum(self.live_by_from.values()),
             "live_by_from": dict(self.live_by_from),
             "peak_by_from": dict(self.peak_by_from),

@@ -54,6 +54,12 @@ class Scenario(BaseModel):
         "and record lists) and fetches of one call answered 500: the carrier cannot say which "
         "calls it has.",
     )
+    lookup_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Every call listing and fetch of one call is answered this much later (a "
+        "slow or struggling carrier).",
+    )
     callback_delay_seconds: float = Field(
         default=0.0, ge=0, description="Every callback is sent this much later (a slow carrier)."
     )
