@@ -83,14 +83,17 @@ async def _numbers(sessionmaker: Sessions, ids: Sequence[str]) -> dict[str, Phon
         return {call_id: number for call_id, number in rows.all()}
 
 
+# Asks the provider about one call, given its caller number (None: gone) and that
+# number's account.
+Ask = Callable[[str, PhoneNumber | None, Account], Awaitable[None]]
+
+
 async def _account_by_account(
-    carriers: Carriers,
-    numbers: dict[str, PhoneNumber],
-    ids: Sequence[str],
-    ask: Callable[[str], Awaitable[None]],
+    sessionmaker: Sessions, carriers: Carriers, ids: Sequence[str], ask: Ask
 ) -> None:
     """`ask` about each call: those of one provider account one after another, in order;
     up to `ACCOUNTS_AT_ONCE` accounts at the same time. (A call without a number is its own.)"""
+    numbers = await _numbers(sessionmaker, ids)
     accounts: dict[Account, list[str]] = {}
     for call_id in ids:
         number = numbers.get(call_id)
@@ -98,14 +101,15 @@ async def _account_by_account(
         accounts.setdefault(account, []).append(call_id)
     room = asyncio.Semaphore(ACCOUNTS_AT_ONCE)
 
-    async def one_account(calls: list[str]) -> None:
+    async def one_account(account: Account, calls: list[str]) -> None:
         async with room:
             for call_id in calls:
-                await ask(call_id)
+                await ask(call_id, numbers.get(call_id), account)
 
     # Every account's questions run to their end even when another's fail (a call found
     # placed and marked for hang-up must be hung up); the round then ends on the first error.
-    done = await asyncio.gather(*map(one_account, accounts.values()), return_exceptions=True)
+    asked = (one_account(account, calls) for account, calls in accounts.items())
+    done = await asyncio.gather(*asked, return_exceptions=True)
     for outcome in done:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -188,14 +192,12 @@ async def _end_unconfirmed_dials(
 
     lost: list[str] = []
 
-    async def ask(call_id: str) -> None:
+    async def ask(call_id: str, number: PhoneNumber | None, account: Account) -> None:
         async with sessionmaker() as session:
             call = await session.get(Call, call_id)
-            number = await session.get(PhoneNumber, call.phone_number_id) if call else None
         if call is None or number is None or call.dial_started_at is None:
             lost.append(call_id)
             return
-        account = _account(carriers, number)
         if account in failing:
             return  # its provider account cannot answer this round: asked next round
         try:
@@ -226,7 +228,7 @@ async def _end_unconfirmed_dials(
         if hang_up:  # (stopped with `hangup_active`, or `PATCH /calls`, while unconfirmed)
             await control.hang_up_one(carriers, number, found)
 
-    await _account_by_account(carriers, await _numbers(sessionmaker, ids), ids, ask)
+    await _account_by_account(sessionmaker, carriers, ids, ask)
     return await _finish_each(sessionmaker, lost, CallState.FAILED, now, "lost", still_unconfirmed)
 
 
@@ -275,9 +277,11 @@ async def _reconcile_silent_calls(
     woken: set[str] = set()
     over = now - patience.longest_call
 
-    async def ask(call_id: str) -> None:
+    async def ask(call_id: str, number: PhoneNumber | None, account: Account) -> None:
         nonlocal woken
-        waits, state = await _ask_provider(sessionmaker, carriers, call_id, failing, over)
+        waits, state = await _ask_provider(
+            sessionmaker, carriers, call_id, number, account, failing, over
+        )
         if waits:
             return
         if state is None:
@@ -295,8 +299,7 @@ async def _reconcile_silent_calls(
         else:
             woken |= await _finish_each(sessionmaker, [call_id], state, now, "reconciled")
 
-    ids = await _ids(sessionmaker, silent)
-    await _account_by_account(carriers, await _numbers(sessionmaker, ids), ids, ask)
+    await _account_by_account(sessionmaker, carriers, await _ids(sessionmaker, silent), ask)
     return woken
 
 
@@ -304,6 +307,8 @@ async def _ask_provider(
     sessionmaker: Sessions,
     carriers: Carriers,
     call_id: str,
+    number: PhoneNumber | None,
+    account: Account,
     failing: set[Account],
     over: datetime,
 ) -> tuple[bool, CallState | None]:
@@ -313,10 +318,8 @@ async def _ask_provider(
     then it is over however it ended)."""
     async with sessionmaker() as session:
         call = await session.get(Call, call_id)
-        number = await session.get(PhoneNumber, call.phone_number_id) if call else None
     if call is None or number is None or not call.provider_call_sid:
         return False, None
-    account = _account(carriers, number)
     if account in failing:
         return True, None
     try:
