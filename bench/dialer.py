@@ -51,34 +51,50 @@ def _dsn(url: str) -> str:
 
 
 class Memory:
-    """Peak RSS (MiB) of each process of the cluster, sampled every 100 ms."""
+    """Peak RSS (MiB) of each process of the cluster, sampled every 100 ms; CPU time of
+    each, of PostgreSQL's server processes and of this benchmark itself."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.peak: dict[str, float] = {}
         self.stopped = asyncio.Event()
+        self._trees: dict[str, list[psutil.Process]] = {}
+        self._found = 0.0
+
+    def trees(self) -> dict[str, list[psutil.Process]]:
+        """Each cluster process with its children, looked up again once a second (walking
+        the process table every 100 ms cost the machine a tenth of a core)."""
+        if time.monotonic() - self._found > 1.0:
+            self._found = time.monotonic()
+            self._trees = {}
+            for name, process in self.cluster.processes.items():
+                try:
+                    root = psutil.Process(process.pid)
+                    self._trees[name] = [root, *root.children(True)]
+                except psutil.Error:
+                    continue
+        return self._trees
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds (user + system) used so far by each process of the cluster."""
-        used = {}
-        for name, process in self.cluster.processes.items():
-            try:
-                tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
-                used[name] = sum(sum(p.cpu_times()[:2]) for p in tree)
-            except psutil.Error:
-                continue
+        """CPU seconds (user + system) used so far by each process of the cluster, by
+        PostgreSQL's server processes, by this benchmark, and by the whole machine."""
+        self._found = 0.0
+        used = {name: _cpu_seconds(tree) for name, tree in self.trees().items()}
+        used["postgres"] = _cpu_seconds(
+            [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        )
+        used["bench"] = _cpu_seconds([psutil.Process()])
         machine = psutil.cpu_times()
         used["machine"] = machine.user + machine.system
         return used
 
     def now(self) -> dict[str, float]:
         sizes = {}
-        for name, process in self.cluster.processes.items():
+        for name, tree in self.trees().items():
             try:
-                tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
                 sizes[name] = sum(p.memory_info().rss for p in tree) / 2**20
             except psutil.Error:
-                continue
+                self._found = 0.0
         return sizes
 
     async def run(self) -> None:
@@ -86,6 +102,19 @@ class Memory:
             for name, size in self.now().items():
                 self.peak[name] = max(self.peak.get(name, 0.0), size)
             await asyncio.sleep(0.1)
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system CPU seconds of the processes still alive (and of their reaped
+    children: a process pool's finished workers count)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 async def _setup(api: httpx.AsyncClient) -> tuple[str, str]:
