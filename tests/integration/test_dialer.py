@@ -126,6 +126,44 @@ async def test_a_failed_attempt_is_retried_no_earlier_than_its_delay(service: Se
     assert (await service.observed())["created"] == 2
 
 
+@pytest.mark.parametrize("provider", ["twilio", "vobiz"])
+async def test_a_number_that_does_not_exist_is_never_retried(
+    service: Service, provider: str
+) -> None:
+    """Twilio refuses the dial of a number that does not exist (21211); Vobiz places it and
+    hangs up with an unallocated cause. Either way the recipient ends `failed` after one
+    attempt though the policy retries failures; a failure of another kind is retried."""
+    tenant = await service.tenant()
+    if provider == "vobiz":
+        number = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+        people = ["+919876500001", "+919876500002"]
+        fields = {"channel": "vobiz", "phone_number_id": number["id"]}
+    else:
+        people, fields = numbers(2), {}
+    missing, reachable = people
+    await service.scenario(
+        human=0, machine=0, no_answer=0, busy=0, failed=1, invalid_numbers=[missing]
+    )
+    policy = {"max_attempts": 3, "retry_on": ["failed"], "delays_seconds": [3600]}
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": n} for n in people], retry_policy=policy, **fields
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def settled() -> Any:
+        found = {p["phone_number"]: p for p in await all_recipients(tenant, campaign["id"])}
+        waiting = ("pending", "dialing", "in_progress")
+        return found if not any(p["status"] in waiting for p in found.values()) else None
+
+    found = await wait_for(settled)
+    assert found[missing]["status"] == "failed" and found[missing]["attempts"] == 1
+    assert found[missing]["next_attempt_at"] is None
+    assert found[reachable]["status"] == "retry_scheduled"
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    reasons = {c["to_number"]: c["ended_reason"] for c in calls}
+    assert reasons[missing] == "invalid_number" and reasons[reachable] != "invalid_number"
+
+
 async def test_pause_stops_new_dials_at_once(service: Service) -> None:
     await service.scenario(ring_seconds=[0.3, 0.6], talk_seconds=[0.3, 0.6])
     tenant = await service.tenant()

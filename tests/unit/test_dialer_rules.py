@@ -56,6 +56,13 @@ def test_no_attempt_beyond_max_attempts(policy: dict, outcome: str, made: int) -
         assert decision.next_attempt_at is None
 
 
+@given(policies, st.integers(1, 9))
+def test_a_number_that_does_not_exist_is_never_retried(policy: dict, made: int) -> None:
+    policy = {**policy, "max_attempts": 10, "retry_on": ["failed"]}
+    assert after_attempt(policy, "failed", made, NOW, None, "invalid_number").status == "failed"
+    assert after_attempt(policy, "failed", made, NOW, None, "404").status == "retry_scheduled"
+
+
 @given(policies, st.integers(1, 9), st.integers(1, 10**6))
 def test_a_retry_past_the_schedule_end_expires(policy: dict, made: int, end_in: int) -> None:
     policy = {**policy, "max_attempts": 10, "retry_on": ["busy"]}

@@ -9,6 +9,8 @@ from typing import Any
 from outdial.telephony.base import CallState, Verdict
 
 RETRYABLE = frozenset({"no_answer", "busy", "failed", "voicemail"})
+# Ended reasons no retry can change: the number does not exist (the call's `ended_reason`).
+NEVER_RETRIED = frozenset({"invalid_number"})
 
 
 def attempt_outcome(state: str, verdict: str | None, answered: bool) -> str:
@@ -48,9 +50,15 @@ def after_attempt(
     attempts_made: int,
     now: datetime,
     schedule_end: datetime | None,
+    reason: str | None = None,
 ) -> Decision:
-    """Final outcome, or a retry when the policy allows one before the schedule ends."""
-    allowed = outcome in set(policy.get("retry_on", [])) and outcome in RETRYABLE
+    """Final outcome, or a retry when the policy allows one before the schedule ends; never
+    a retry for a call that ended for a reason no retry changes (`NEVER_RETRIED`)."""
+    allowed = (
+        outcome in set(policy.get("retry_on", []))
+        and outcome in RETRYABLE
+        and reason not in NEVER_RETRIED
+    )
     if not allowed or attempts_made >= int(policy.get("max_attempts", 1)):
         return Decision(outcome)
     due = now + retry_delay(policy, attempts_made)

@@ -773,7 +773,8 @@ async def finish_call(
                 told, call.id, "call.ended", conversation_pending=pending, user_id=call.user_id
             )
     if call.recipient_id is not None and call.campaign_id is not None:
-        await _settle_recipient(session, call, outcome, now, attempt, writes)
+        why = values["ended_reason"]
+        await _settle_recipient(session, call, outcome, why, now, attempt, writes)
     if writes is not None:
         return Ended(await writes.send(session))
     return Ended()
@@ -783,10 +784,13 @@ async def _settle_recipient(
     session: Transaction,
     call: CallRow,
     outcome: str,
+    reason: str | None,
     now: datetime,
     attempt: AttemptLocks | None = None,
     writes: _EndWrites | None = None,
 ) -> None:
+    """The recipient's next step after its call ended with `outcome` (and the call's
+    ended `reason`): final, or a retry by the campaign's policy."""
     assert call.campaign_id is not None and call.recipient_id is not None
     locked = attempt or await lock_attempt(session, call.campaign_id, call.recipient_id)
     deltas = {"calls_active": -1}
@@ -799,7 +803,12 @@ async def _settle_recipient(
             Decision(outcome)
             if locked.campaign_status == "completed"
             else after_attempt(
-                locked.retry_policy, outcome, locked.attempts, now, locked.schedule_end_time
+                locked.retry_policy,
+                outcome,
+                locked.attempts,
+                now,
+                locked.schedule_end_time,
+                reason,
             )
         )
         deltas[locked.recipient_status] = deltas.get(locked.recipient_status, 0) - 1

@@ -305,7 +305,10 @@ def parse_hangup(form: Mapping[str, str]) -> CallEvent:
         state=_hangup_state(cause, form.get("CallStatus")),
         verdict=Verdict.MACHINE if cause == "9100" else None,
         duration_seconds=int(duration) if duration and duration.isdigit() else None,
-        reason=form.get("HangupCause") or cause or None,
+        # (the number does not exist: as Twilio's refusal of such a dial, never retried)
+        reason="invalid_number"
+        if cause in INVALID_NUMBER_CAUSES
+        else form.get("HangupCause") or cause or None,
         dedupe_key="hangup",
         request_id=_request(form),
     )

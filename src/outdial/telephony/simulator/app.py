@@ -117,7 +117,7 @@ async def twilio_create(account_sid: str, request: Request) -> Response:
         return _twilio_error(500, 20500, "Internal Server Error")
     form = await request.form()
     to, from_ = str(form.get("To", "")), str(form.get("From", ""))
-    if not to.startswith("+") or not to[1:].isdigit():
+    if not to.startswith("+") or not to[1:].isdigit() or to in carrier.scenario.invalid_numbers:
         return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
     urls = {"answer": str(form.get("Url", "")), "status": str(form.get("StatusCallback", ""))}
     assert token is not None

@@ -312,6 +312,9 @@ class Carrier:
 
     async def _run_vobiz(self, call: SimCall) -> None:
         try:
+            if call.to_number in self.scenario.invalid_numbers:
+                await self._vobiz_hangup(call, "3050", "UNALLOCATED_NUMBER", "failed")
+                return
             call.state = "ringing"
             self._deliver(call, call.urls["ring"], self._vobiz_params(call, "Ring", "ringing"))
             if await self._wait(call, call.ring_seconds):

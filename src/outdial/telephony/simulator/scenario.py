@@ -69,6 +69,11 @@ class Scenario(BaseModel):
         description="A call appears in the call listings only this long after it was created "
         "(reads that are eventually consistent).",
     )
+    invalid_numbers: list[str] = Field(
+        default_factory=list,
+        description="Numbers that do not exist: Twilio refuses their dial (400, code 21211); "
+        "Vobiz takes it and hangs up at once (cause 3050, unallocated).",
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
