@@ -44,6 +44,20 @@ async def test_outside_the_window_nobody_is_dialed_and_each_shows_why(service: S
     assert (await service.observed())["created"] == 0
 
 
+async def test_recipients_put_off_are_dialed_once_the_edited_hours_hold(
+    service: Service,
+) -> None:
+    """Calling hours edited on a running campaign apply to its next dial: recipients put
+    off until the old window opened are dialed now that the new one holds."""
+    tenant, campaign, _rows = await waiting_for_the_window(service, 3, max_concurrency=5)
+    hours = {**window_around("UTC", timedelta(hours=1), timedelta(hours=1)), "timezone": "UTC"}
+    await tenant.ok("PATCH", f"/campaign/{campaign['id']}", json={"calling_hours": hours})
+    done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 30)
+    assert done["counts"]["completed"] == 3
+    rows = await recipients(tenant, campaign["id"])
+    assert all(r["attempts"] == 1 and r["status"] == "completed" for r in rows.values())
+
+
 async def test_each_recipient_is_dialed_in_its_own_local_hours(service: Service) -> None:
     await service.scenario(**HUMANS_ONLY, **FAST)
     tenant = await service.tenant()

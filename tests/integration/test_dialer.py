@@ -64,6 +64,16 @@ async def all_recipients(tenant: Tenant, campaign_id: str) -> list[dict[str, Any
     )
 
 
+async def retries_scheduled(tenant: Tenant, campaign_id: str) -> list[dict[str, Any]]:
+    """The campaign's recipients, once every one of them waits for a retry."""
+
+    async def all_waiting() -> Any:
+        people = await all_recipients(tenant, campaign_id)
+        return people if all(p["status"] == "retry_scheduled" for p in people) else None
+
+    return list(await wait_for(all_waiting))
+
+
 async def test_a_campaign_dials_everyone_within_its_concurrency(service: Service) -> None:
     await service.scenario(human=1, machine=1, no_answer=1, busy=1, failed=1, seed=7)
     tenant = await service.tenant()
@@ -113,16 +123,48 @@ async def test_a_failed_attempt_is_retried_no_earlier_than_its_delay(service: Se
     policy = {"max_attempts": 2, "retry_on": ["no_answer"], "delays_seconds": [60]}
     campaign = await campaign_of(tenant, 2, retry_policy=policy)
 
-    async def retries_scheduled() -> Any:
-        people = await all_recipients(tenant, campaign["id"])
-        return people if all(p["status"] == "retry_scheduled" for p in people) else None
-
-    people = await wait_for(retries_scheduled)
+    people = await retries_scheduled(tenant, campaign["id"])
     calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
     ended = {c["id"]: c["ended_at"] for c in calls}
     for person in people:
         assert person["attempts"] == 1 and person["last_outcome"] == "no_answer"
         assert person["next_attempt_at"] >= ended[person["last_call_id"]][:19]
+    assert (await service.observed())["created"] == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "retried"),
+    [
+        ({"max_attempts": 1, "retry_on": ["no_answer"], "delays_seconds": [3600]}, False),
+        ({"max_attempts": 3, "retry_on": ["busy"], "delays_seconds": [3600]}, False),
+        ({"max_attempts": 3, "retry_on": ["no_answer"], "delays_seconds": [60]}, True),
+    ],
+    ids=["fewer_attempts", "outcome_dropped", "delays_only"],
+)
+async def test_a_retry_policy_edit_applies_to_retries_already_scheduled(
+    service: Service, edit: dict[str, Any], retried: bool
+) -> None:
+    """Changes to a running campaign apply to its next dial: a retry already scheduled that
+    the edited policy no longer allows is not dialed; the recipient ends with its last
+    outcome at once, and the campaign completes when nobody else is left."""
+    await service.scenario(human=0, machine=0, no_answer=1, busy=0, failed=0)
+    tenant = await service.tenant()
+    policy = {"max_attempts": 3, "retry_on": ["no_answer"], "delays_seconds": [3600]}
+    campaign = await campaign_of(tenant, 2, retry_policy=policy)
+
+    await retries_scheduled(tenant, campaign["id"])
+    edited = await tenant.ok("PATCH", f"/campaign/{campaign['id']}", json={"retry_policy": edit})
+    people = await all_recipients(tenant, campaign["id"])
+    if retried:
+        assert edited["status"] == "running" and edited["counts"]["retry_scheduled"] == 2
+        assert all(p["status"] == "retry_scheduled" and p["next_attempt_at"] for p in people)
+    else:
+        assert edited["status"] == "completed"
+        assert edited["counts"]["retry_scheduled"] == 0 and edited["counts"]["no_answer"] == 2
+        for person in people:
+            assert person["status"] == "no_answer" and person["attempts"] == 1
+            assert person["next_attempt_at"] is None
+            assert "retry policy" in person["status_reason"]
     assert (await service.observed())["created"] == 2
 
 

@@ -252,6 +252,10 @@ def _first_common(sources: list[Iterator[Span]], at: datetime) -> datetime | Non
         at = latest
 
 
+# How the reason of a recipient put off until its window opens begins (`reason`).
+PUT_OFF = "outside calling hours ("
+
+
 def reason(window: Window, zones: Sequence[ZoneInfo], until: datetime | None) -> str:
     """What a waiting recipient shows, e.g. `outside calling hours (09:00-20:00 in
     America/New_York), next window 2026-11-27T14:00:00Z`."""
@@ -265,7 +269,7 @@ def reason(window: Window, zones: Sequence[ZoneInfo], until: datetime | None) ->
             )
         return f"calling hours {window.label} do not open in {where} within {HORIZON.days} days"
     when = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"outside calling hours ({window.label} in {where}), next window {when}"
+    return f"{PUT_OFF}{window.label} in {where}), next window {when}"
 
 
 def check(window: Window | None, e164: str, instant: datetime) -> Wait | None:

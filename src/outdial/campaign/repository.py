@@ -14,6 +14,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -230,6 +231,62 @@ async def end_waiting(
             .values(status=status, status_reason=reason, next_attempt_at=None, updated_at=utcnow())
         )
     return deltas
+
+
+async def end_retries_refused(
+    session: AsyncSession, campaign_id: str, max_attempts: int, retry_on: Sequence[str]
+) -> tuple[dict[str, int], list[int]]:
+    """Recipients waiting for a retry that the campaign's (edited) retry policy no longer
+    allows, attempts used up or their last outcome no longer retried, end with that
+    outcome: the counter deltas, and the recipients ended.
+
+    The caller holds the campaign row `FOR UPDATE`, so no claim and no end of a call moves
+    these recipients meanwhile."""
+    refused = (
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == "retry_scheduled",
+            CampaignRecipient.last_outcome.is_not(None),
+            or_(
+                CampaignRecipient.attempts >= max_attempts,
+                CampaignRecipient.last_outcome.not_in(list(retry_on)),
+            ),
+        )
+        .values(
+            status=CampaignRecipient.last_outcome,
+            status_reason="not retried: the retry policy was changed",
+            next_attempt_at=None,
+            updated_at=utcnow(),
+        )
+        .returning(CampaignRecipient.id, CampaignRecipient.status)
+    )
+    ended = (await session.execute(refused)).all()
+    deltas: dict[str, int] = {}
+    for _id, status in ended:
+        deltas["retry_scheduled"] = deltas.get("retry_scheduled", 0) - 1
+        deltas[status] = deltas.get(status, 0) + 1
+    return deltas, [row_id for row_id, _status in ended]
+
+
+async def wake_put_off(session: AsyncSession, campaign_id: str, marker: str) -> None:
+    """Recipients put off until their calling hours open (their `status_reason` starts with
+    `marker`) become due now, to be checked against the campaign's edited hours at their
+    next claim. The caller holds the campaign row `FOR UPDATE`."""
+    now = literal(utcnow(), CampaignRecipient.__table__.c.next_attempt_at.type)
+    await session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status.in_(("pending", "retry_scheduled")),
+            CampaignRecipient.status_reason.startswith(marker, autoescape=True),
+        )
+        .values(
+            next_attempt_at=case((CampaignRecipient.status == "pending", None), else_=now),
+            status_reason=None,
+            updated_at=utcnow(),
+        )
+    )
 
 
 def recipients_query(campaign_id: str, status: str | None, page: Page) -> Select[Any]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from outdial.campaign import hours, repository
 from outdial.campaign import recipients as recipient_rules
-from outdial.campaign import repository
 from outdial.campaign.schemas import (
     Campaign as CampaignOut,
 )
@@ -19,6 +19,8 @@ from outdial.campaign.schemas import (
     RetryPolicy,
 )
 from outdial.campaign.state import refused_fields
+from outdial.dialer import store
+from outdial.dialer.rules import RETRYABLE
 from outdial.errors import Conflict, Invalid, NotFound
 from outdial.ids import new_id
 from outdial.models import (
@@ -31,6 +33,7 @@ from outdial.models import (
 )
 from outdial.repository import get_owned, page_of
 from outdial.schemas import Page
+from outdial.webhook import events as webhook_events
 
 DEFAULT_AMD_TIMEOUT = 30
 VOBIZ_AMD_MS = (2000, 10_000)
@@ -153,8 +156,32 @@ async def update(
             session, campaign.id, await recipient_rules.add(session, campaign, prepared)
         )
     campaign.updated_at = utcnow()
+    await _apply_to_waiting(session, campaign, changes)
     await session.flush()
     return campaign
+
+
+async def _apply_to_waiting(
+    session: AsyncSession, campaign: Campaign, changes: dict[str, Any]
+) -> None:
+    """Live edits apply to the next dial, so to recipients already waiting for one: retries
+    the edited policy no longer allows end with their last outcome, and recipients put off
+    until the old calling hours opened are checked against the new ones at once. (The
+    campaign row is held `FOR UPDATE`: no claim or end of a call runs meanwhile.)"""
+    if "calling_hours" in changes:
+        await repository.wake_put_off(session, campaign.id, hours.PUT_OFF)
+    if "retry_policy" not in changes:
+        return
+    policy = campaign.retry_policy
+    retried = [outcome for outcome in policy["retry_on"] if outcome in RETRYABLE]
+    deltas, ended = await repository.end_retries_refused(
+        session, campaign.id, int(policy["max_attempts"]), retried
+    )
+    if not ended:
+        return
+    await repository.add_counts(session, campaign.id, deltas)
+    await webhook_events.emit_recipients_final(session, campaign.user_id, ended)
+    await store.complete_if_done(session, campaign.id, utcnow())
 
 
 def _apply(campaign: Campaign, body: CampaignUpdate, changes: dict[str, Any]) -> None:
