@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
+    FAST,
     HUMANS_ONLY,
     Service,
     campaign_when,
@@ -204,6 +205,23 @@ async def test_a_number_that_does_not_exist_is_never_retried(
     calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
     reasons = {c["to_number"]: c["ended_reason"] for c in calls}
     assert reasons[missing] == "invalid_number" and reasons[reachable] != "invalid_number"
+
+
+async def test_nobody_is_dialed_before_the_schedule_starts(service: Service) -> None:
+    """A started campaign whose `scheduleStartTime` is ahead dials nobody until then (the
+    dialer sweeps it every second meanwhile), and everyone after."""
+    await service.scenario(**HUMANS_ONLY, **FAST)
+    tenant = await service.tenant()
+    start = datetime.now(UTC) + timedelta(seconds=3)
+    campaign = await campaign_of(
+        tenant, 4, max_concurrency=4, schedule_start_time=start.isoformat()
+    )
+    await asyncio.sleep(2)
+    assert (await service.observed())["created"] == 0
+    assert (await finished(tenant, campaign["id"]))["counts"]["completed"] == 4
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert len(calls) == 4
+    assert all(datetime.fromisoformat(c["created_at"]) >= start for c in calls)
 
 
 async def test_pause_stops_new_dials_at_once(service: Service) -> None:
