@@ -749,6 +749,40 @@ async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Ser
     assert all(p["attempts"] == 0 for p in people)
 
 
+async def test_a_call_vobiz_refuses_for_the_account_pauses_the_campaign(
+    service: Service,
+) -> None:
+    """Vobiz takes the dials of an account out of credits and hangs each up at once (cause
+    1010): the campaign pauses with the problem as its reason, the refused attempts do not
+    count, and once resumed (the account fixed) everyone is called."""
+    await service.scenario(**HUMANS_ONLY, **FAST, account_failure_cause="1010")
+    tenant = await service.tenant()
+    number = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+    people = [{"phone_number": f"+9198765{i:05d}"} for i in range(5)]
+    campaign = await tenant.campaign(
+        recipients=people, max_concurrency=2, channel="vobiz", phone_number_id=number["id"]
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    paused = await campaign_when(
+        tenant,
+        campaign["id"],
+        lambda c: c["status"] == "paused" and c["counts"]["calls_active"] == 0,
+    )
+    assert "out of credits" in paused["status_reason"] and "1010" in paused["status_reason"]
+    assert paused["counts"]["pending"] == 5
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    # (a dial claimed as the pause was being written may have met it at the gate instead)
+    refused = [c for c in calls if c["status"] == "failed"]
+    assert refused and {c["ended_reason"] for c in refused} == {"provider_refused"}
+    assert all(p["attempts"] == 0 for p in await all_recipients(tenant, campaign["id"]))
+
+    await service.scenario(**HUMANS_ONLY, **FAST)
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/resume")
+    done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 90)
+    assert done["counts"]["completed"] == 5
+    assert all(p["attempts"] == 1 for p in await all_recipients(tenant, campaign["id"]))
+
+
 async def test_credentials_that_cannot_be_read_pause_the_campaign_with_a_reason(
     service: Service,
 ) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 
 from outdial.telephony import twilio, vobiz
-from outdial.telephony.base import CallState, Verdict
+from outdial.telephony.base import PROVIDER_REFUSED, CallEvent, CallState, Verdict
 
 # Twilio's documented signing example (URL, form parameters, auth token and signature).
 TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -114,6 +114,25 @@ def test_vobiz_hangup_causes() -> None:
     assert state("2000", "failed") is CallState.FAILED
     machine = vobiz.parse_hangup({"CallUUID": "u", "HangupCauseCode": "9100", "Duration": "3"})
     assert machine.verdict is Verdict.MACHINE and machine.duration_seconds == 3
+
+
+def test_vobiz_hangup_reasons_that_change_what_follows() -> None:
+    def hangup(code: str) -> CallEvent:
+        form = {"CallUUID": "u", "HangupCauseCode": code, "HangupCause": "X", "Duration": "0"}
+        return vobiz.parse_hangup({**form, "CallStatus": "failed"})
+
+    for code in ("2000", "2010", "3050", "3120"):  # no such number: never retried
+        assert hangup(code).reason == "invalid_number" and hangup(code).account_problem is None
+    for code in ("1010", "2070", "3030", "3140"):  # the account's: the campaign pauses
+        event = hangup(code)
+        assert event.state is CallState.FAILED and event.reason == PROVIDER_REFUSED
+        assert event.account_problem is not None and code in event.account_problem
+    assert hangup("3090").reason == "X" and hangup("3090").account_problem is None
+    # Credit run out mid-call: an answered call ends as any failed one, and still tells.
+    cut = vobiz.parse_hangup(
+        {"CallUUID": "u", "HangupCauseCode": "1010", "HangupCause": "X", "Duration": "42"}
+    )
+    assert cut.reason == "X" and cut.account_problem and cut.duration_seconds == 42
 
 
 def test_vobiz_machine_detection_callback() -> None:

@@ -25,7 +25,14 @@ from outdial.dialer.store import calls, campaigns
 from outdial.do_not_call import repository as do_not_call
 from outdial.models import Campaign, PhoneNumber, utcnow
 from outdial.pre_dial.service import PreDialChecker
-from outdial.telephony.base import CallState, DialError, DialErrorKind, DialRequest, Provider
+from outdial.telephony.base import (
+    PROVIDER_REFUSED,
+    CallState,
+    DialError,
+    DialErrorKind,
+    DialRequest,
+    Provider,
+)
 from outdial.telephony.registry import Carriers
 from outdial.webhook import events as webhook_events
 from outdial.webhook import repository as webhook_repository
@@ -410,7 +417,7 @@ class Sender:
             heard = _heard(call.status, call.provider_call_sid)
             if not heard and error.kind is DialErrorKind.REJECTED:
                 await store.release_undialed(
-                    session, call, now, "provider_refused", f"provider refused the dial: {error}"
+                    session, call, now, PROVIDER_REFUSED, f"provider refused the dial: {error}"
                 )
             elif not heard:
                 reason = (
@@ -430,18 +437,44 @@ class Sender:
 
 async def count_rejection(session: AsyncSession, campaign_id: str, message: str) -> None:
     """The breaker: dials refused in a row pause the campaign with a reason a person can act on."""
-    campaign = (
-        await session.scalars(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
-    ).one_or_none()
+    campaign = await _locked_campaign(session, campaign_id)
     if campaign is None:
         return
     campaign.rejected_in_a_row += 1
     campaign.last_rejection = message
-    if campaign.rejected_in_a_row >= BREAKER_THRESHOLD and campaign.status == "running":
-        campaign.status = "paused"
-        campaign.status_reason = (
+    if campaign.rejected_in_a_row >= BREAKER_THRESHOLD:
+        await _pause(
+            session,
+            campaign,
             f"Paused automatically: the provider refused {campaign.rejected_in_a_row} dials "
-            f"in a row ({message}). Fix the phone number's credentials, then resume."
+            f"in a row ({message}). Fix the phone number's credentials, then resume.",
         )
-        campaign.updated_at = utcnow()
-        await webhook_events.emit_campaign(session, campaign, "campaign.paused")
+
+
+async def pause_for_account(session: AsyncSession, campaign_id: str, problem: str) -> None:
+    """The provider ended a call for a problem of the account (`CallEvent.account_problem`):
+    every dial would end alike, so the campaign pauses at once, with the problem to fix."""
+    campaign = await _locked_campaign(session, campaign_id)
+    if campaign is None:
+        return
+    campaign.last_rejection = problem
+    await _pause(
+        session,
+        campaign,
+        f"Paused automatically: the provider refused a call because {problem}. "
+        "Fix the account or the phone number, then resume.",
+    )
+
+
+async def _locked_campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:
+    query = select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    return (await session.scalars(query)).one_or_none()
+
+
+async def _pause(session: AsyncSession, campaign: Campaign, reason: str) -> None:
+    if campaign.status != "running":
+        return
+    campaign.status = "paused"
+    campaign.status_reason = reason
+    campaign.updated_at = utcnow()
+    await webhook_events.emit_campaign(session, campaign, "campaign.paused")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, exists, func, select, true, update
@@ -39,7 +39,13 @@ from outdial.dialer.rules import Decision, after_attempt, attempt_outcome
 from outdial.dialer.wakeup import CHANNEL
 from outdial.models import Call, CallEvent, Campaign, CampaignCount, CampaignRecipient, utcnow
 from outdial.models.call_event import MEDIA_CLAIM_KEY
-from outdial.telephony.base import FINAL_STATES, CallState, Verdict, moves_forward
+from outdial.telephony.base import (
+    FINAL_STATES,
+    PROVIDER_REFUSED,
+    CallState,
+    Verdict,
+    moves_forward,
+)
 from outdial.telephony.base import CallEvent as Event
 from outdial.webhook import events as webhook_events
 from outdial.webhook import repository as webhook_repository
@@ -799,39 +805,73 @@ async def _settle_recipient(
         and locked.last_call_id == call.id
         and locked.recipient_status in ("dialing", "in_progress")
     ):
-        decision = (
-            Decision(outcome)
-            if locked.campaign_status == "completed"
-            else after_attempt(
-                locked.retry_policy,
-                outcome,
-                locked.attempts,
-                now,
-                locked.schedule_end_time,
-                reason,
+        if reason == PROVIDER_REFUSED and _never_rang(call, locked):
+            values = _given_back(locked, now)
+        else:
+            decision = (
+                Decision(outcome)
+                if locked.campaign_status == "completed"
+                else after_attempt(
+                    locked.retry_policy,
+                    outcome,
+                    locked.attempts,
+                    now,
+                    locked.schedule_end_time,
+                    reason,
+                )
             )
-        )
+            values = {
+                "status": decision.status,
+                "last_outcome": outcome,
+                "next_attempt_at": decision.next_attempt_at,
+                "status_reason": (
+                    f"retry {locked.attempts + 1} after {outcome}"
+                    if decision.next_attempt_at
+                    else None
+                ),
+            }
+        status = values["status"]
         deltas[locked.recipient_status] = deltas.get(locked.recipient_status, 0) - 1
-        deltas[decision.status] = deltas.get(decision.status, 0) + 1
-        values = {
-            "status": decision.status,
-            "last_outcome": outcome,
-            "next_attempt_at": decision.next_attempt_at,
-            "status_reason": (
-                f"retry {locked.attempts + 1} after {outcome}" if decision.next_attempt_at else None
-            ),
-        }
+        deltas[status] = deltas.get(status, 0) + 1
         if writes is not None:  # no endpoint: `recipient.final` goes nowhere
             writes.update(recipients, call.recipient_id, values)
         else:
             await _update_recipient(session, call.recipient_id, **values)
             told = _events_session(session)
-            if told is not None and decision.status not in RECIPIENT_ACTIVE:
+            if told is not None and status not in RECIPIENT_ACTIVE:
                 await webhook_events.emit_recipient_final(told, call.recipient_id, call.user_id)
     if writes is not None:
         writes.deltas = deltas
     else:
         await campaign_repository.add_counts(session, call.campaign_id, deltas)
+
+
+# A recipient whose call the provider refused for the account's sake waits this long before
+# it may be claimed again: the campaign is paused meanwhile (`sender.pause_for_account`).
+REFUSED_WAIT = timedelta(seconds=5)
+
+
+def _never_rang(call: CallRow, locked: AttemptLocks) -> bool:
+    """Whether the call never reached the person: nobody answered while it was dialing."""
+    return call.answered_at is None and locked.recipient_status == "dialing"
+
+
+def _given_back(locked: AttemptLocks, now: datetime) -> dict[str, Any]:
+    """The recipient's values when the provider refused its call for the account's sake
+    before it rang: the attempt does not count. When the campaign has ended meanwhile (a
+    stop, its schedule), it ends as that end made of every waiting recipient."""
+    if locked.campaign_status == "completed":
+        status, reason = WAITING_AT_THE_END.get(
+            locked.campaign_ended_reason or "", ("expired", "campaign ended")
+        )
+        return {"status": status, "next_attempt_at": None, "status_reason": reason}
+    left = locked.attempts - 1
+    return {
+        "status": "pending" if left == 0 else "retry_scheduled",
+        "attempts": left,
+        "next_attempt_at": now + REFUSED_WAIT,
+        "status_reason": "the provider refused the call for the account: not counted",
+    }
 
 
 async def release_undialed(

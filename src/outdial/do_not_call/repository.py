@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from outdial.database import dialect_insert, run
 from outdial.models import Call, DoNotCallEntry
 from outdial.models.call import LIVE_CONDITION
+from outdial.telephony.base import PROVIDER_REFUSED
 
 entries = cast(Table, DoNotCallEntry.__table__)
 calls = cast(Table, Call.__table__)
@@ -89,13 +90,15 @@ def _counted_calls(user_id: Any, numbers: Any, since: Any) -> Any:
     against the daily cap.
 
     A call counts unless it never reached the provider (given back before its dial:
-    `canceled` without a dial time). Range scan on ix_calls_user_number_created.
+    `canceled` without a dial time) or the provider refused it for the account's sake
+    (`provider_refused`: nobody was called). Range scan on ix_calls_user_number_created.
     """
     return (
         calls.c.user_id == user_id,
         numbers,
         calls.c.created_at > since,
         or_(calls.c.dial_started_at.is_not(None), calls.c.status != "canceled"),
+        or_(calls.c.ended_reason.is_(None), calls.c.ended_reason != PROVIDER_REFUSED),
     )
 
 

@@ -68,6 +68,11 @@ class DialRequest:
     time_limit: int = 3600
 
 
+# A call's ended reason when the provider refused it for the account's sake (bad
+# credentials, no credit, a caller id it does not own): the person was never called.
+PROVIDER_REFUSED = "provider_refused"
+
+
 @dataclass(frozen=True)
 class CallEvent:
     """One provider callback, translated: where the call is now and what is known of it."""
@@ -82,6 +87,9 @@ class CallEvent:
     # The id of the request that placed the call, where the provider names it apart from the
     # call's (Vobiz `RequestUUID`, the `request_uuid` its dial answered with).
     request_id: str | None = None
+    # An account or configuration problem the provider told only as the call ended (it never
+    # rang): the attempt is given back and the campaign paused with this message.
+    account_problem: str | None = None
 
 
 @dataclass(frozen=True)

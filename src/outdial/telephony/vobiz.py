@@ -19,6 +19,7 @@ import httpx
 
 from outdial.http import never_sent
 from outdial.telephony.base import (
+    PROVIDER_REFUSED,
     CallEvent,
     CallState,
     DialError,
@@ -52,6 +53,14 @@ _STATUS_STATES = {
     "completed": CallState.COMPLETED,
 }
 INVALID_NUMBER_CAUSES = frozenset({"2000", "2010", "3050", "3120"})
+# Causes that say the account or the caller number cannot place calls at all: every dial
+# would end so until someone fixes it (docs/dialer.md, "The breaker").
+ACCOUNT_CAUSES = {
+    "1010": "the Vobiz account is out of credits",
+    "2070": "calls to Indian numbers need the media server in India (media anchoring)",
+    "3030": "the caller id is not a number of this Vobiz account",
+    "3140": "the caller id may not be used (do-not-originate list)",
+}
 
 
 def clamp_amd_ms(seconds: int) -> int:
@@ -300,15 +309,21 @@ def parse_voicemail(form: Mapping[str, str]) -> CallEvent:
 def parse_hangup(form: Mapping[str, str]) -> CallEvent:
     cause = form.get("HangupCauseCode", "")
     duration = form.get("Duration") or form.get("BillDuration")
+    account = ACCOUNT_CAUSES.get(cause)
+    answered = bool(form.get("AnswerTime")) or (duration or "0") != "0"
+    reason = form.get("HangupCause") or cause or None
+    if cause in INVALID_NUMBER_CAUSES:
+        reason = "invalid_number"  # (as Twilio's refusal of such a dial: never retried)
+    elif account is not None and not answered:
+        reason = PROVIDER_REFUSED  # (nobody was called: the attempt is given back)
     return CallEvent(
         provider_call_id=form.get("CallUUID"),
         state=_hangup_state(cause, form.get("CallStatus")),
         verdict=Verdict.MACHINE if cause == "9100" else None,
         duration_seconds=int(duration) if duration and duration.isdigit() else None,
-        # (the number does not exist: as Twilio's refusal of such a dial, never retried)
-        reason="invalid_number"
-        if cause in INVALID_NUMBER_CAUSES
-        else form.get("HangupCause") or cause or None,
+        reason=reason,
         dedupe_key="hangup",
         request_id=_request(form),
+        # (also for a call that was answered: the account cannot place the next one)
+        account_problem=f"{account} (Vobiz cause {cause})" if account else None,
     )

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from outdial.database import read_alone, write_transaction
 from outdial.dialer import store
 from outdial.dialer.control import hang_up_one
-from outdial.dialer.sender import callback_base
+from outdial.dialer.sender import callback_base, pause_for_account
 from outdial.dialer.store import calls
 from outdial.ids import is_well_formed
 from outdial.models import Call, PhoneNumber, utcnow
@@ -215,11 +215,16 @@ async def _handle(
     return None, applied, event
 
 
-async def _after(request: Request, applied: store.Applied) -> None:
-    """Outside the event's transaction: wake the embedded dialer (first: the freed slot's
-    refill waits for nothing else), then complete a finished campaign (unless recipients
-    were still waiting to be dialed as the end was written)."""
+async def _after(request: Request, applied: store.Applied, event: Event) -> None:
+    """Outside the event's transaction: pause the campaign if the provider ended the call
+    for a problem of the account (every dial would end alike; a duplicate too, in case the
+    first delivery's pause was lost); then, for an end, wake the embedded dialer (the freed
+    slot's refill waits for nothing else) and complete a finished campaign (unless
+    recipients were still waiting to be dialed as the end was written)."""
     campaign_id = applied.call.campaign_id
+    if event.account_problem and campaign_id:
+        async with write_transaction(request.app.state.sessionmaker) as session:
+            await pause_for_account(session, campaign_id, event.account_problem)
     if not applied.ended or not campaign_id:
         return
     dialer = getattr(request.app.state, "dialer", None)
@@ -293,7 +298,7 @@ async def twilio_callback(request: Request) -> Response:
         if kind == "answer":
             return Response(voicemail.twiml(None), media_type="application/xml")
         return Response(status_code=204)
-    await _after(request, applied)
+    await _after(request, applied, event)
     if kind == "answer":
         if applied.call.answered_by == Verdict.MACHINE:
             twiml = await machine_twiml(request, applied.call)
@@ -316,7 +321,7 @@ async def vobiz_callback(request: Request) -> Response:
         if kind in ("answer", "voicemail"):
             return Response(voicemail.vobiz_xml(None), media_type="application/xml")
         return Response(status_code=204)
-    await _after(request, applied)
+    await _after(request, applied, event)
     if kind == "machine" and event.verdict is Verdict.MACHINE and applied.fresh:
         await _after_machine(request, applied.call, secret)
     if kind == "answer":

@@ -315,6 +315,10 @@ class Carrier:
             if call.to_number in self.scenario.invalid_numbers:
                 await self._vobiz_hangup(call, "3050", "UNALLOCATED_NUMBER", "failed")
                 return
+            if self.scenario.account_failure_cause:
+                code = self.scenario.account_failure_cause
+                await self._vobiz_hangup(call, code, "CALL_REJECTED", "failed")
+                return
             call.state = "ringing"
             self._deliver(call, call.urls["ring"], self._vobiz_params(call, "Ring", "ringing"))
             if await self._wait(call, call.ring_seconds):

@@ -74,6 +74,12 @@ class Scenario(BaseModel):
         description="Numbers that do not exist: Twilio refuses their dial (400, code 21211); "
         "Vobiz takes it and hangs up at once (cause 3050, unallocated).",
     )
+    account_failure_cause: str | None = Field(
+        default=None,
+        description="Vobiz takes every dial and hangs it up at once with this "
+        "HangupCauseCode (1010: out of credits, 3030: a caller id not of the account): an "
+        "account problem told only at the end of the call.",
+    )
     reject_credentials: list[str] = Field(
         default_factory=list, description="Auth tokens the carrier refuses (401)."
     )
