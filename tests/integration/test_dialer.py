@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
-from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window
+from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window, window_around
 from tests.conftest import POSTGRES_URL
 from tests.dialing import (
     FAST,
@@ -291,6 +291,31 @@ async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service
     assert seen["rate_limited"] == refused and seen["created"] == 0
     paused = await tenant.ok("GET", f"/campaign/{campaign['id']}")
     assert paused["status"] == "paused" and paused["counts"]["calls_placed"] == 0
+
+
+async def test_a_dial_backing_off_keeps_to_calling_hours_edited_meanwhile(
+    service: Service,
+) -> None:
+    """The checks before a dial is sent again read the campaign's calling hours as they are
+    then: hours edited during the back-off so that they no longer hold stop the dial, and
+    the attempt, never placed, is given back."""
+    await service.scenario(**HUMANS_ONLY, rate_limit_rate=1.0)
+    tenant = await service.tenant()
+    now_open = {**window_around("UTC", timedelta(hours=1), timedelta(hours=1)), "timezone": "UTC"}
+    campaign = await campaign_of(tenant, 1, calling_hours=now_open)
+    await wait_for(lambda: _refused_at_least(service, 1))
+    later = {**window_around("UTC", -timedelta(hours=2), timedelta(hours=3)), "timezone": "UTC"}
+    await tenant.ok("PATCH", f"/campaign/{campaign['id']}", json={"calling_hours": later})
+
+    async def given_back() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls if calls and calls[0]["status"] == "canceled" else None
+
+    (call,) = await wait_for(given_back, timeout=20)
+    assert call["ended_reason"] == "outside_calling_hours"
+    (person,) = await all_recipients(tenant, campaign["id"])
+    assert person["status"] == "pending" and person["attempts"] == 0
+    assert (await service.observed())["created"] == 0
 
 
 async def test_a_placed_dial_never_heard_of_is_found_in_the_providers_list(

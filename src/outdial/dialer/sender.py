@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -239,6 +239,8 @@ class Sender:
         here (a pause waits at most five seconds for dials on their way, `control.settle`,
         and a back-off may last longer). Nothing was placed, so the dial is given back as at
         the gate."""
+        # The calling hours as they are now: an edit during a long back-off applies.
+        job = replace(job, window=await self._window_now(job))
         now = utcnow()
         refusal = self._outside_hours(job, now)
         if refusal is None:
@@ -315,6 +317,14 @@ class Sender:
             refusal = await self._refusal(job)
         await self._give_back(job, now, refusal)
         return None
+
+    async def _window_now(self, job: DialJob) -> hours.Window | None:
+        """The campaign's calling hours as stored now (a call of no campaign has none)."""
+        if job.campaign_id is None:
+            return job.window
+        query = select(Campaign.calling_hours).where(Campaign.id == job.campaign_id)
+        async with self.sessionmaker() as session:
+            return hours.parse(await session.scalar(query))
 
     @staticmethod
     def _outside_hours(job: DialJob, now: datetime) -> Refusal | None:
