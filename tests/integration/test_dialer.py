@@ -75,6 +75,17 @@ async def retries_scheduled(tenant: Tenant, campaign_id: str) -> list[dict[str, 
     return list(await wait_for(all_waiting))
 
 
+async def given_back(tenant: Tenant, campaign_id: str) -> dict[str, Any]:
+    """The campaign's one call, once it has been given back (`canceled`) without a dial."""
+
+    async def canceled() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign_id})
+        return calls if calls and calls[0]["status"] == "canceled" else None
+
+    (call,) = await wait_for(canceled, timeout=20)
+    return dict(call)
+
+
 async def test_a_campaign_dials_everyone_within_its_concurrency(service: Service) -> None:
     await service.scenario(human=1, machine=1, no_answer=1, busy=1, failed=1, seed=7)
     tenant = await service.tenant()
@@ -277,12 +288,7 @@ async def test_a_dial_backing_off_is_not_sent_again_once_paused(service: Service
     await wait_for(lambda: _refused_at_least(service, 1))
     await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
     refused = (await service.observed())["rate_limited"]
-
-    async def given_back() -> Any:
-        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
-        return calls if calls and calls[0]["status"] == "canceled" else None
-
-    (call,) = await wait_for(given_back, timeout=20)
+    call = await given_back(tenant, campaign["id"])
     assert call["ended_reason"] == "campaign_not_running"
     (person,) = await all_recipients(tenant, campaign["id"])
     assert person["status"] == "pending" and person["attempts"] == 0
@@ -306,12 +312,7 @@ async def test_a_dial_backing_off_keeps_to_calling_hours_edited_meanwhile(
     await wait_for(lambda: _refused_at_least(service, 1))
     later = {**window_around("UTC", -timedelta(hours=2), timedelta(hours=3)), "timezone": "UTC"}
     await tenant.ok("PATCH", f"/campaign/{campaign['id']}", json={"calling_hours": later})
-
-    async def given_back() -> Any:
-        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
-        return calls if calls and calls[0]["status"] == "canceled" else None
-
-    (call,) = await wait_for(given_back, timeout=20)
+    call = await given_back(tenant, campaign["id"])
     assert call["ended_reason"] == "outside_calling_hours"
     (person,) = await all_recipients(tenant, campaign["id"])
     assert person["status"] == "pending" and person["attempts"] == 0
