@@ -55,6 +55,16 @@ async def campaigns_on_both(tenant: Tenant, count: int) -> list[dict[str, Any]]:
     ]
 
 
+async def vobiz_campaign(tenant: Tenant, count: int, **fields: Any) -> dict[str, Any]:
+    """A started campaign of `count` Indian recipients on a Vobiz caller number."""
+    number = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
+    people = [{"phone_number": f"+9198765{i:05d}"} for i in range(count)]
+    campaign = await tenant.campaign(
+        recipients=people, channel="vobiz", phone_number_id=number["id"], **fields
+    )
+    return dict(await tenant.ok("POST", f"/campaign/{campaign['id']}/start"))
+
+
 async def finished(tenant: Tenant, campaign_id: str) -> Any:
     return await campaign_when(tenant, campaign_id, lambda c: c["status"] == "completed", 60)
 
@@ -746,6 +756,10 @@ async def _refused_at_least(service: Service, count: int) -> bool:
     return bool((await service.observed())["rate_limited"] >= count)
 
 
+async def _dials_at_least(service: Service, count: int) -> bool:
+    return bool((await service.observed())["created"] >= count)
+
+
 async def _looked_up_at_least(service: Service, count: int) -> bool:
     return bool((await service.observed())["lookups"] >= count)
 
@@ -783,12 +797,7 @@ async def test_a_call_vobiz_refuses_for_the_account_pauses_the_campaign(
     count, and once resumed (the account fixed) everyone is called."""
     await service.scenario(**HUMANS_ONLY, **FAST, account_failure_cause="1010")
     tenant = await service.tenant()
-    number = await tenant.phone_number("+919876543210", provider="vobiz", calls_per_second=50)
-    people = [{"phone_number": f"+9198765{i:05d}"} for i in range(5)]
-    campaign = await tenant.campaign(
-        recipients=people, max_concurrency=2, channel="vobiz", phone_number_id=number["id"]
-    )
-    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+    campaign = await vobiz_campaign(tenant, 5, max_concurrency=2)
     paused = await campaign_when(
         tenant,
         campaign["id"],
@@ -807,6 +816,27 @@ async def test_a_call_vobiz_refuses_for_the_account_pauses_the_campaign(
     done = await campaign_when(tenant, campaign["id"], lambda c: c["status"] == "completed", 90)
     assert done["counts"]["completed"] == 5
     assert all(p["attempts"] == 1 for p in await all_recipients(tenant, campaign["id"]))
+
+
+async def test_a_refused_call_that_ends_after_a_stop_ends_its_recipient_as_the_stop_did(
+    service: Service,
+) -> None:
+    """A call Vobiz refuses for the account, whose hang-up comes after the campaign was
+    stopped: its recipient, never called, ends `cancelled` as the stop made every waiting
+    one, not `failed`."""
+    await service.scenario(account_failure_cause="1010", callback_delay_seconds=1.5)
+    tenant = await service.tenant()
+    campaign = await vobiz_campaign(tenant, 2, max_concurrency=2)
+    await wait_for(lambda: _dials_at_least(service, 2))
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/stop")
+    done = await campaign_when(
+        tenant, campaign["id"], lambda c: c["counts"]["calls_active"] == 0, 20
+    )
+    assert done["status"] == "completed" and done["counts"]["cancelled"] == 2
+    for person in await all_recipients(tenant, campaign["id"]):
+        assert person["status"] == "cancelled" and person["status_reason"] == "campaign stopped"
+    calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert {c["ended_reason"] for c in calls} == {"provider_refused"}
 
 
 async def test_credentials_that_cannot_be_read_pause_the_campaign_with_a_reason(

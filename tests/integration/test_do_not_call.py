@@ -19,6 +19,7 @@ from outdial.ids import new_id
 from outdial.models import Call, DoNotCallEntry, utcnow
 
 ANN, BO, CY, DI = "+14155550101", "+14155550102", "+14155550103", "+14155550104"
+ED = "+14155550105"
 
 
 def upload(content: str, **form: str) -> dict[str, Any]:
@@ -165,6 +166,7 @@ async def insert_calls(
                     provider="twilio",
                     to_number=number,
                     status=fields.get("status", "completed"),
+                    ended_reason=fields.get("ended_reason"),
                     dial_started_at=fields.get("dial_started_at", now - age),
                     created_at=now - age,
                 )
@@ -199,7 +201,11 @@ async def test_blocked_numbers_applies_the_rolling_daily_cap(
         app, tenant.user_id, CY, [timedelta(minutes=1)], status="canceled", dial_started_at=None
     )
     await insert_calls(app, other_tenant.user_id, DI, hours)  # another account's calls
-    numbers = [ANN, BO, CY, DI]
+    # Calls the provider refused for the account's sake called nobody: they do not count.
+    await insert_calls(
+        app, tenant.user_id, ED, hours, status="failed", ended_reason="provider_refused"
+    )
+    numbers = [ANN, BO, CY, DI, ED]
 
     assert await blocked(app, tenant.user_id, numbers, 3) == {ANN: "daily_cap"}
     assert await blocked(app, tenant.user_id, numbers, 2) == {

@@ -851,6 +851,12 @@ async def _settle_recipient(
 REFUSED_WAIT = timedelta(seconds=5)
 
 
+def _as_the_end_left_them(locked: AttemptLocks) -> tuple[str, str]:
+    """The final status and reason the campaign's end (a stop, its schedule) gave every
+    waiting recipient: what a recipient it meets later, never called, ends with."""
+    return WAITING_AT_THE_END.get(locked.campaign_ended_reason or "", ("expired", "campaign ended"))
+
+
 def _never_rang(call: CallRow, locked: AttemptLocks) -> bool:
     """Whether the call never reached the person: nobody answered while it was dialing."""
     return call.answered_at is None and locked.recipient_status == "dialing"
@@ -861,9 +867,7 @@ def _given_back(locked: AttemptLocks, now: datetime) -> dict[str, Any]:
     before it rang: the attempt does not count. When the campaign has ended meanwhile (a
     stop, its schedule), it ends as that end made of every waiting recipient."""
     if locked.campaign_status == "completed":
-        status, reason = WAITING_AT_THE_END.get(
-            locked.campaign_ended_reason or "", ("expired", "campaign ended")
-        )
+        status, reason = _as_the_end_left_them(locked)
         return {"status": status, "next_attempt_at": None, "status_reason": reason}
     left = locked.attempts - 1
     return {
@@ -906,9 +910,7 @@ async def release_undialed(
         return
     locked = await lock_attempt(session, call.campaign_id, call.recipient_id)
     if final is None and locked is not None and locked.campaign_status == "completed":
-        final, detail = WAITING_AT_THE_END.get(
-            locked.campaign_ended_reason or "", ("expired", "campaign ended")
-        )
+        final, detail = _as_the_end_left_them(locked)
     deltas = {"calls_active": -1, "calls_placed": -1}
     if (
         locked is not None

@@ -87,8 +87,9 @@ class CallEvent:
     # The id of the request that placed the call, where the provider names it apart from the
     # call's (Vobiz `RequestUUID`, the `request_uuid` its dial answered with).
     request_id: str | None = None
-    # An account or configuration problem the provider told only as the call ended (it never
-    # rang): the attempt is given back and the campaign paused with this message.
+    # An account or configuration problem the provider told only as the call ended: the
+    # campaign is paused with this message (and a call that never rang, `PROVIDER_REFUSED`,
+    # gives its attempt back).
     account_problem: str | None = None
 
 
