@@ -66,7 +66,8 @@ async def claimed_for_later(service: Service, campaign_id: str) -> list[Any]:
         locked = await claiming.lock_running_campaign(session, campaign_id)
         assert isinstance(locked, claiming.Claimable)
         secrets = service.app.state.carriers.call_secrets
-        return await claiming.claim(session, locked, "test", later, timedelta(seconds=30), secrets)
+        taken = await claiming.claim(session, locked, "test", later, timedelta(seconds=30), secrets)
+    return taken.jobs
 
 
 def a_sender(service: Service) -> Sender:

@@ -82,7 +82,7 @@ async def running_service(
         data_dir=data_dir,
         host="127.0.0.1",
         port=port,
-        secret_key=Fernet.generate_key().decode(),
+        secret_key=settings.pop("secret_key", None) or Fernet.generate_key().decode(),
         dialer=True,
         **{"dialer_silence_seconds": 2, "dialer_reap_seconds": 0.5, **settings},
     )

@@ -103,6 +103,12 @@ class Cluster:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def terminate(self, name: str, timeout: float = 60) -> int:
+        """SIGTERM one process and wait for it to exit: its exit code."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        return process.wait(timeout=timeout)
+
     def stop(self) -> None:
         for name in list(self.processes):
             process = self.processes.pop(name)

@@ -52,8 +52,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await drop_database(POSTGRES_URL, name)
 
 
-async def start_campaign(api: httpx.AsyncClient, count: int, **fields: Any) -> str:
-    assistant_id, number_id = await caller_setup(api, calls_per_second=500)
+async def start_campaign(
+    api: httpx.AsyncClient, count: int, calls_per_second: float = 500, **fields: Any
+) -> str:
+    assistant_id, number_id = await caller_setup(api, calls_per_second=calls_per_second)
     response = await api.post(
         "/campaign",
         json={
@@ -211,6 +213,42 @@ async def test_a_worker_killed_mid_campaign_loses_nothing(cluster: Cluster) -> N
             await asyncio.sleep(0.02)
         cluster.kill("worker0")
         cluster.spawn("worker2", "worker")
+        campaign = await completed(api, campaign_id, timeout=240)
+    await check_ledger(cluster, campaign, max_attempts=1)
+
+
+async def test_a_worker_stopped_mid_campaign_leaves_no_dial_claimed(cluster: Cluster) -> None:
+    """SIGTERM (a deploy): the worker claims no more, gives back the dials it has not sent
+    (those waiting for their paced moment or for a send again after the carrier's 429),
+    lets the ones on their way finish, and exits cleanly. Nothing of it is left under a
+    lease for the reaper; a new worker finishes the campaign, each person dialed once."""
+    await cluster.start({**SCENARIO, "rate_limit_rate": 0.3}, workers=1)
+    async with client(cluster) as api, httpx.AsyncClient(base_url=cluster.simulator) as sim:
+        # Five dials a second: each claim takes dials whose paced moments are still ahead.
+        campaign_id = await start_campaign(api, 80, calls_per_second=5, max_concurrency=30)
+        while (await sim.get("/_sim/stats")).json()["created"] < 10:
+            await asyncio.sleep(0.02)
+        pid = cluster.processes["worker0"].pid
+        connection = await asyncpg.connect(cluster.dsn)
+        try:
+            waiting = (
+                "SELECT count(*) FROM calls WHERE status = 'queued' "
+                "AND dial_started_at IS NULL AND lease_owner LIKE $1"
+            )
+            while not await connection.fetchval(waiting, f"%:{pid}:%"):
+                await asyncio.sleep(0.01)  # (a dial claimed and waiting for its moment)
+            assert cluster.terminate("worker0") == 0, cluster.logs()
+            held = await connection.fetchval(
+                "SELECT count(*) FROM calls WHERE lease_owner LIKE $1", f"%:{pid}:%"
+            )
+            given_back = await connection.fetchval(
+                "SELECT count(*) FROM calls WHERE ended_reason = 'dialer_stopped'"
+            )
+        finally:
+            await connection.close()
+        assert held == 0
+        assert given_back > 0
+        cluster.spawn("worker1", "worker")
         campaign = await completed(api, campaign_id, timeout=240)
     await check_ledger(cluster, campaign, max_attempts=1)
 

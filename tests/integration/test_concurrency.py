@@ -220,7 +220,8 @@ async def test_the_reaper_leaves_a_dial_its_sender_heard_of_as_it_came_for_it(
         locked = await claiming.lock_running_campaign(session, campaign["id"])
         assert isinstance(locked, claiming.Claimable)
         secrets = app.state.carriers.call_secrets
-        (job,) = await claiming.claim(session, locked, "test", now, timedelta(seconds=30), secrets)
+        taken = await claiming.claim(session, locked, "test", now, timedelta(seconds=30), secrets)
+    (job,) = taken.jobs
     # Past lease + three times the patience: ended `lost` even though the provider (none
     # answers this app) cannot be asked whether it has the call.
     long_ago = now - timedelta(seconds=200)

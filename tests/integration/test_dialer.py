@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window, window_around
 from tests.conftest import POSTGRES_URL
@@ -27,9 +28,10 @@ from tests.support import Tenant, numbers
 
 from outdial.campaign import lifecycle
 from outdial.campaign.state import RECIPIENT_FINAL
-from outdial.database import write_transaction
+from outdial.database import create_engine, create_sessionmaker, write_transaction
+from outdial.dialer import claim as claiming
 from outdial.dialer import reaper, sender
-from outdial.models import Call, Campaign, PhoneNumber
+from outdial.models import Call, Campaign, CampaignRecipient, PhoneNumber
 from outdial.models.base import utcnow
 from outdial.models.call import LIVE_STATUSES
 
@@ -768,8 +770,113 @@ async def _placed_at_least(service: Service, count: int) -> bool:
     return bool((await service.observed())["created"] >= count)
 
 
+async def _claimed_unsent(service: Service, campaign_id: str) -> bool:
+    """Whether a dial of the campaign is claimed and waiting for its moment."""
+    query = select(Call.id).where(
+        Call.campaign_id == campaign_id, Call.status == "queued", Call.dial_started_at.is_(None)
+    )
+    async with service.app.state.sessionmaker() as session:
+        return (await session.scalars(query.limit(1))).first() is not None
+
+
 async def _no_live_calls(service: Service) -> bool:
     return (await service.observed())["live"] == 0
+
+
+async def test_a_stopping_dialer_gives_back_what_it_has_not_sent(
+    backend: str, tmp_path: Path
+) -> None:
+    """The server shutting down (a deploy, SIGTERM) while dials wait for their paced moment:
+    its dialer gives them back before it exits, the attempts not spent, rather than leaving
+    them claimed under a lease for the reaper; the next server dials each of them once."""
+    key, data = Fernet.generate_key().decode(), tmp_path / "data"
+    async with fresh_database(backend, tmp_path, POSTGRES_URL) as url:
+        async with running_service(url, data, secret_key=key) as service:
+            await service.scenario(**HUMANS_ONLY)
+            tenant = await service.tenant()
+            slow = await tenant.phone_number(calls_per_second=1)  # one dial a second
+            campaign = await campaign_of(tenant, 12, max_concurrency=12, phone_number_id=slow["id"])
+            await wait_for(lambda: _placed_at_least(service, 2))
+            await wait_for(lambda: _claimed_unsent(service, campaign["id"]))
+            placed_before = (await service.observed())["created"]
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                query = select(Call).where(Call.campaign_id == campaign["id"])
+                left = list((await session.scalars(query)).all())
+                query = select(CampaignRecipient).where(
+                    CampaignRecipient.campaign_id == campaign["id"]
+                )
+                people = list((await session.scalars(query)).all())
+        finally:
+            await engine.dispose()
+        assert [c.id for c in left if c.status == "queued"] == []
+        given_back = {c.to_number for c in left if c.ended_reason == "dialer_stopped"}
+        assert given_back  # (claimed, waiting for their moment)
+        dialed_before = {c.to_number for c in left if c.provider_call_sid}
+        assert len(dialed_before) >= placed_before and not dialed_before & given_back
+        for call in left:
+            if call.to_number in given_back:
+                assert call.status == "canceled" and call.provider_call_sid is None
+        for person in people:  # nobody's attempt spent but by a dial
+            if person.phone_number not in dialed_before:
+                assert (person.status, person.attempts) == ("pending", 0)
+
+        async with running_service(url, data, secret_key=key) as service:
+            await service.scenario(**HUMANS_ONLY)
+            again = replace(tenant, http=service.http)
+            done = await finished(again, campaign["id"])
+            dialed = (await service.observed())["dials_by_to"]
+            after = await all_recipients(again, campaign["id"])
+        assert done["counts"]["calls_active"] == 0
+        for person in after:
+            if person["phone_number"] in given_back:
+                assert (person["status"], person["attempts"]) == ("completed", 1), person
+                assert dialed[person["phone_number"]] == 1
+
+
+async def test_a_surprise_in_one_claim_round_does_not_end_the_dialing(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim round that fails with something other than a database or network error (the
+    connection pool's timeout under load, `sqlalchemy.exc.TimeoutError`, is neither) is
+    logged and tried again; it used to end the dialer's loop for good, the API serving on
+    and every campaign `running` with nobody dialed."""
+    real = claiming.lock_running_campaign
+    failures = [sa_exc.TimeoutError("QueuePool limit of size 20 overflow 10 reached")]
+
+    async def failing_once(session: Any, campaign_id: str) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(session, campaign_id)
+
+    monkeypatch.setattr(claiming, "lock_running_campaign", failing_once)
+    await service.scenario(**HUMANS_ONLY)
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 3, max_concurrency=3)
+    done = await finished(tenant, campaign["id"])
+    assert failures == [] and done["counts"]["completed"] == 3
+
+
+async def test_claims_paced_past_the_lease_are_not_taken_back_unsent(
+    backend: str, tmp_path: Path
+) -> None:
+    """Slots free and one dial a second: the sweep claims every second, and pacing reserved
+    two more seconds each time after the number's last reservation, so the dials ran ever
+    further ahead of their claims; past the lease the reaper gave them back unsent
+    (`worker_lost`) and reserved on, the campaign dialing less and less. (A lease of two
+    seconds here; at the default minute, the same with more slots or a slower number.)"""
+    async with (
+        fresh_database(backend, tmp_path, POSTGRES_URL) as url,
+        running_service(url, tmp_path / "data", dialer_lease_seconds=2) as service,
+    ):
+        await service.scenario(**HUMANS_ONLY, ring_seconds=[0.05, 0.1], talk_seconds=[60, 60])
+        tenant = await service.tenant()
+        number = await tenant.phone_number(calls_per_second=1)
+        campaign = await campaign_of(tenant, 40, max_concurrency=40, phone_number_id=number["id"])
+        await wait_for(lambda: _placed_at_least(service, 8), timeout=30)
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        assert [c["ended_reason"] for c in calls if c["ended_reason"] == "worker_lost"] == []
 
 
 async def test_refused_credentials_pause_the_campaign_with_a_reason(service: Service) -> None:

@@ -63,8 +63,18 @@ class Dial:
     machine_detection_timeout: int
     window: hours.Window | None
     pre_dial: bool  # the account has a pre-dial check
-    lease_expires_at: datetime
+    lease: timedelta  # each claim's, from its paced moment
     call_secrets: CallSecrets
+
+
+@dataclass(frozen=True)
+class Round:
+    """What a claim round took: its jobs, and whether the campaign should be claimed again at
+    once though it took none (every recipient it looked at was put off, and more may be due
+    behind them; with jobs, the last one says so, `DialJob.claim_again`)."""
+
+    jobs: list[DialJob]
+    again: bool = False
 
 
 CLAIM_LOCKS = 0x6F64  # the advisory-lock namespace of claims (the key is the campaign id's hash)
@@ -219,10 +229,19 @@ def pace(number: PhoneNumber, count: int, now: datetime) -> list[datetime]:
     return times
 
 
-def slots_for(campaign: Campaign, counts: dict[str, int], number: PhoneNumber) -> tuple[int, bool]:
-    """The slots a round may fill, and whether pacing (not concurrency) limits them."""
+def slots_for(
+    campaign: Campaign, counts: dict[str, int], number: PhoneNumber, now: datetime
+) -> tuple[int, bool]:
+    """The slots a round may fill, and whether pacing (not concurrency) limits them.
+
+    Pacing reserves dial times up to `PACING_HORIZON` ahead, counting the number's
+    reservations already made (by earlier rounds, other campaigns on the number): rounds
+    more often than the reservations are used up (the sweep, several campaigns) would
+    otherwise reserve ever further ahead, claiming people long before their dials."""
     free = campaign.max_concurrency - counts["dialing"] - counts["in_progress"]
-    within_horizon = max(1, int(number.calls_per_second * PACING_HORIZON.total_seconds()))
+    ahead = (number.next_dial_at - now).total_seconds() if number.next_dial_at else 0.0
+    room = PACING_HORIZON.total_seconds() - max(0.0, ahead)
+    within_horizon = max(1, int(number.calls_per_second * room)) if room > 0 else 0
     return max(0, min(free, within_horizon)), within_horizon < free
 
 
@@ -235,7 +254,7 @@ async def claim(
     call_secrets: CallSecrets,
     *,
     daily_cap: int = 0,
-) -> list[DialJob]:
+) -> Round:
     """Claim what the campaign (its claim lock taken by the caller) may dial now.
 
     Recipients that may not be dialed now (their number is on a live call, over the
@@ -245,9 +264,9 @@ async def claim(
     """
     campaign = claimable.campaign
     number, counts = await lock_number(session, campaign)
-    free, paced = slots_for(campaign, counts, number)
+    free, paced = slots_for(campaign, counts, number, now)
     if free == 0:
-        return []
+        return Round([])
     window = hours.parse(campaign.calling_hours)
     deltas: dict[str, int] = {}
     jobs: list[DialJob] = []
@@ -255,11 +274,11 @@ async def claim(
         amd_timeout(campaign, claimable.assistant),
         window,
         claimable.pre_dial,
-        now + lease,
+        lease,
         call_secrets,
     )
     ended: list[int] = []
-    more = paced
+    used_up = False  # put-off recipients used up the batches
     waiting = [status for status in ("retry_scheduled", "pending") if counts[status]]
     for batch in range(MAX_BATCHES):
         recipients = await due_recipients(session, campaign.id, now, free - len(jobs), waiting)
@@ -272,8 +291,8 @@ async def claim(
         await session.flush()  # the next batch's query must see these changes
         if len(ready) == len(recipients) or len(jobs) == free:
             break
-        more = more or batch == MAX_BATCHES - 1  # put-off recipients used up the batches
-    if jobs and more:
+        used_up = batch == MAX_BATCHES - 1
+    if jobs and (paced or used_up):
         jobs[-1] = replace(jobs[-1], claim_again=True)
     if jobs:
         deltas.update({"dialing": len(jobs), "calls_placed": len(jobs), "calls_active": len(jobs)})
@@ -284,7 +303,7 @@ async def claim(
     await webhook_events.emit_recipients_final(session, campaign.user_id, ended)
     if may_complete:
         await store.complete_if_done(session, campaign.id, now)
-    return jobs
+    return Round(jobs, again=used_up and not jobs)
 
 
 async def _dialable(
@@ -394,7 +413,7 @@ def _open_call(
         status="queued",
         secret_hash=secret_hash,
         lease_owner=worker_id,
-        lease_expires_at=dial.lease_expires_at,
+        lease_expires_at=dial_at + dial.lease,  # (the claim waits for its moment)
         created_at=now,
     )
     session.add(call)

@@ -7,6 +7,7 @@ its own short transaction; the provider is called with no transaction open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,10 @@ NOT_PLACED_REASONS = {
     DialErrorKind.UNAVAILABLE: "provider_unavailable",
     DialErrorKind.UNREACHABLE: "provider_unreachable",
 }
+# How long a stopping dialer waits for its dials on their way to the provider (their answers
+# recorded) before it leaves the rest to the reaper: under the ten seconds a container or
+# service manager gives a process between its SIGTERM and its SIGKILL.
+DRAIN_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class DialerSettings:
     time_limit: int = 3600
     patience: Patience = field(default_factory=Patience)
     daily_cap: int = 0  # calls per number per account in 24 hours; 0: no cap
+    drain_seconds: float = DRAIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,11 @@ class Refusal:
     reason: str
     detail: str | None = None
     final: str | None = None
+
+
+# A dial the dialer stopped before it was sent: its attempt back, due at once (another
+# worker, or this one restarted, dials it).
+STOPPED = Refusal("dialer_stopped", "the dialer stopped before the dial was sent")
 
 
 def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
@@ -173,17 +184,21 @@ class Sender:
         carriers: Carriers,
         settings: DialerSettings,
         pre_dial: PreDialChecker | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.carriers = carriers
         self.settings = settings
         self.pre_dial = pre_dial
+        # Set when the dialer stops: a dial still waiting for its paced moment or for its
+        # next send after a refusal is given back rather than sent.
+        self.stopping = stopping or asyncio.Event()
 
     async def send(self, job: DialJob) -> bool:
         """Wait for the job's paced moment, pass the gate, dial; True when the provider took it."""
-        delay = (job.dial_at - utcnow()).total_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if await self._stopped_within((job.dial_at - utcnow()).total_seconds()):
+            await self._give_back(job, utcnow(), STOPPED)
+            return False
         if job.pre_dial is not None and self.pre_dial is not None:
             decision = await self.pre_dial.allows(job.number.user_id, job.pre_dial)
             if not decision.allowed:
@@ -237,9 +252,13 @@ class Sender:
         """After the wait, the gate's checks again: the campaign paused, stopped or past its
         schedule, the calling hours over or the number listed during the wait stop the dial
         here (a pause waits at most five seconds for dials on their way, `control.settle`,
-        and a back-off may last longer). Nothing was placed, so the dial is given back as at
-        the gate."""
+        and a back-off may last longer), and so does a dialer that stopped during the wait.
+        Nothing was placed, so the dial is given back as at the gate."""
         # The calling hours as they are now: an edit during a long back-off applies.
+        if self.stopping.is_set():
+            log.info("dial of %s not sent again: the dialer stopped", job.call_id)
+            await self._give_back(job, utcnow(), STOPPED, sent=True)
+            return False
         job = replace(job, window=await self._window_now(job))
         now = utcnow()
         refusal = self._outside_hours(job, now)
@@ -368,10 +387,11 @@ class Sender:
         """Rate-limited or unreachable: wait and send again; the attempt is not spent."""
         pause = error.retry_after or min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
         log.info("dial of %s deferred (%s); retrying in %.1fs", job.call_id, error, pause)
-        await self._hold(job, pause)
+        await self._hold(job, pause, until_stopped=True)
 
-    async def _hold(self, job: DialJob, seconds: float) -> None:
-        """Wait, the call's lease renewed past the wait (the reaper leaves the dial alone)."""
+    async def _hold(self, job: DialJob, seconds: float, *, until_stopped: bool = False) -> None:
+        """Wait, the call's lease renewed past the wait (the reaper leaves the dial alone); if
+        `until_stopped`, no longer than until the dialer stops."""
         async with write_transaction(self.sessionmaker) as session:
             await session.execute(
                 update(calls)
@@ -380,7 +400,17 @@ class Sender:
                     lease_expires_at=utcnow() + self.settings.lease + timedelta(seconds=seconds)
                 )
             )
-        await asyncio.sleep(seconds)
+        if until_stopped:
+            await self._stopped_within(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait `seconds`, or less if the dialer stops meanwhile: whether it has stopped."""
+        if seconds > 0 and not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+        return self.stopping.is_set()
 
     async def _dial_sent(self, job: DialJob, provider_call_id: str | None) -> None:
         """The provider has the call; callbacks may already have moved it past `initiated`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -31,6 +32,7 @@ class Wakeup:
         self.campaigns: set[str] = set()
         self.notifications: set[str] = set()
         self.everything = True
+        self._swept = -float("inf")  # when the last sweep was taken (monotonic clock)
 
     def campaign(self, campaign_id: str) -> None:
         self.campaigns.add(campaign_id)
@@ -45,16 +47,22 @@ class Wakeup:
         self._event.set()
 
     async def wait(self, seconds: float) -> None:
-        """Until woken, or `seconds`; a timeout asks for a sweep of every campaign."""
-        try:
-            await asyncio.wait_for(self._event.wait(), seconds)
-        except TimeoutError:
+        """Until woken, or until `seconds` after the last sweep, which then asks for a sweep
+        of every campaign: however often others wake the dialer, a campaign nothing wakes
+        (its retries coming due, a round that failed) is claimed within `seconds`."""
+        left = self._swept + seconds - time.monotonic()
+        if left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), left)
+        if time.monotonic() >= self._swept + seconds:
             self.everything = True
         self._event.clear()
 
     def take(self) -> tuple[bool, set[str], set[str]]:
         """Whether to sweep, the campaigns woken here, those woken by a NOTIFY."""
         taken = self.everything, self.campaigns, self.notifications
+        if self.everything:
+            self._swept = time.monotonic()
         self.everything, self.campaigns, self.notifications = False, set(), set()
         return taken
 

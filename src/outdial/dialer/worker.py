@@ -65,18 +65,21 @@ class Dialer:
         self.sessionmaker = sessionmaker
         self.carriers = carriers
         self.settings = settings
-        self.sender = Sender(sessionmaker, carriers, settings, pre_dial)
+        self.stopped = asyncio.Event()
+        self.sender = Sender(sessionmaker, carriers, settings, pre_dial, self.stopped)
         self.wakeup = wakeup or Wakeup()
         self.statistics = FirstStatistics(sessionmaker)
         self.name = worker_name()
-        self.stopped = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         # Campaigns another worker was found claiming, and until when (the event loop's
         # clock) their NOTIFYs are left to it.
         self._elsewhere: dict[str, float] = {}
 
     async def run(self) -> None:
-        """Claim and dial until stopped; reap on its own schedule."""
+        """Claim and dial until stopped; reap on its own schedule. Stopping, claim no more and
+        drain: dials waiting for their paced moment or for a send again are given back (due at
+        once), and dials on their way to the provider have `drain_seconds` to get their
+        answers recorded; what is left then is the reaper's, as after a crash."""
         reaping = asyncio.create_task(self._reap_forever())
         gathering = asyncio.create_task(self._gather_statistics())
         try:
@@ -85,13 +88,26 @@ class Dialer:
                     await self.claim_round()
                 except (DBAPIError, OSError) as exc:
                     log.warning("claim round failed, retrying: %s", exc)
+                except Exception:  # a round's surprise (a pool timeout) must not end dialing
+                    log.exception("claim round failed, retrying")
                 await self.wakeup.wait(self.settings.sweep_seconds)
         finally:
+            self.stopped.set()  # (also when the loop ended otherwise: the sends must hear it)
             reaping.cancel()
             gathering.cancel()
-            for task in list(self._sends):
+            await self._drain()
+            await asyncio.gather(reaping, gathering, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        sends = set(self._sends)
+        if sends:
+            log.info("dialer stopping: %d dials to finish", len(sends))
+            _, late = await asyncio.wait(sends, timeout=self.settings.drain_seconds)
+            for task in late:
                 task.cancel()
-            await asyncio.gather(reaping, gathering, *self._sends, return_exceptions=True)
+            if late:
+                log.warning("dialer stopped with %d dials unfinished (the reaper's)", len(late))
+            await asyncio.gather(*sends, return_exceptions=True)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -104,7 +120,14 @@ class Dialer:
         else:
             campaigns |= self._not_claimed_elsewhere(notified)
         for campaign_id in campaigns:
-            await self._claim_campaign(campaign_id)
+            try:
+                await self._claim_campaign(campaign_id)
+            except (DBAPIError, OSError):
+                raise  # the database or the network: the round is retried whole
+            except Exception:  # one campaign's surprise (a pool timeout) must not stop others
+                log.exception(
+                    "claim of campaign %s failed; the next sweep tries it again", campaign_id
+                )
 
     def _not_claimed_elsewhere(self, notified: set[str]) -> set[str]:
         """The notified campaigns this worker should claim: not those it lately found
@@ -143,7 +166,7 @@ class Dialer:
                     return
                 if campaign.schedule_start_time is not None and now < campaign.schedule_start_time:
                     return
-                jobs = await claiming.claim(
+                taken = await claiming.claim(
                     session,
                     claimable,
                     self.name,
@@ -156,7 +179,9 @@ class Dialer:
             # Another worker just opened a call to one of these numbers; try again soon.
             self.wakeup.campaign(campaign_id)
             return
-        for job in jobs:
+        if taken.again:
+            self.wakeup.campaign(campaign_id)
+        for job in taken.jobs:
             self._spawn(self._send(job))
 
     async def _send(self, job: claiming.DialJob) -> None:
