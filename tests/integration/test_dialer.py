@@ -925,6 +925,30 @@ async def test_a_call_vobiz_refuses_for_the_account_pauses_the_campaign(
     assert all(p["attempts"] == 1 for p in await all_recipients(tenant, campaign["id"]))
 
 
+async def test_a_late_refusal_of_a_call_dialed_before_a_resume_pauses_nothing(
+    service: Service,
+) -> None:
+    """Vobiz's hang-up for the account's sake (1010) of a call dialed before the user
+    resumed, reported only after the resume (a slow carrier, or a repeat): the user resumed
+    after that call, the account mended, and the report says nothing of the dials since, so
+    the campaign goes on; it paused again before, with nothing left to mend."""
+    await service.scenario(
+        **HUMANS_ONLY, **FAST, account_failure_cause="1010", callback_delay_seconds=2.0
+    )
+    tenant = await service.tenant()
+    campaign = await vobiz_campaign(tenant, 2, max_concurrency=2)
+    await wait_for(lambda: _dials_at_least(service, 2))
+    await service.scenario(**HUMANS_ONLY, **FAST)  # the account mended
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/pause")
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/resume")
+    # (the two hang-ups arrive now; their attempts are given back and dialed again)
+    done = await campaign_when(
+        tenant, campaign["id"], lambda c: c["status"] in ("paused", "completed"), 60
+    )
+    assert done["status"] == "completed", done["status_reason"]
+    assert done["counts"]["completed"] == 2
+
+
 async def test_a_refused_call_that_ends_after_a_stop_ends_its_recipient_as_the_stop_did(
     service: Service,
 ) -> None:

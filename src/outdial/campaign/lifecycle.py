@@ -86,6 +86,7 @@ async def pause(session: AsyncSession, user_id: str, campaign_id: str) -> Campai
 async def resume(session: AsyncSession, user_id: str, campaign_id: str) -> Campaign:
     campaign = await _transition(session, user_id, campaign_id, "resume")
     campaign.status_reason = None
+    campaign.resumed_at = utcnow()
     await session.flush()
     await events.emit_campaign(session, campaign, "campaign.resumed")
     return campaign

@@ -491,11 +491,19 @@ async def count_rejection(session: AsyncSession, campaign_id: str, message: str)
         )
 
 
-async def pause_for_account(session: AsyncSession, campaign_id: str, problem: str) -> None:
+async def pause_for_account(
+    session: AsyncSession, campaign_id: str, problem: str, dialed_at: datetime | None
+) -> None:
     """The provider ended a call for a problem of the account (`CallEvent.account_problem`):
-    every dial would end alike, so the campaign pauses at once, with the problem to fix."""
+    every dial would end alike, so the campaign pauses at once, with the problem to fix.
+    Not for a call dialed before the campaign was last resumed: the user resumed after
+    that call (the problem mended, or to be seen again), and its late or repeated report
+    says nothing of the dials since."""
     campaign = await _locked_campaign(session, campaign_id)
     if campaign is None:
+        return
+    if campaign.resumed_at and dialed_at and dialed_at < campaign.resumed_at:
+        log.info("campaign %s: %s, for a call dialed before its resume", campaign_id, problem)
         return
     campaign.last_rejection = problem
     await _pause(

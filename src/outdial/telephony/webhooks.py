@@ -224,7 +224,8 @@ async def _after(request: Request, applied: store.Applied, event: Event) -> None
     campaign_id = applied.call.campaign_id
     if event.account_problem and campaign_id:
         async with write_transaction(request.app.state.sessionmaker) as session:
-            await pause_for_account(session, campaign_id, event.account_problem)
+            dialed_at = applied.call.dial_started_at or applied.call.started_at
+            await pause_for_account(session, campaign_id, event.account_problem, dialed_at)
     if not applied.ended or not campaign_id:
         return
     dialer = getattr(request.app.state, "dialer", None)
