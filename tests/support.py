@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -128,3 +129,21 @@ async def database_restart(engine: AsyncEngine) -> AsyncIterator[None]:
         yield
     finally:
         await engine.dispose()
+
+
+def pool_timeout_once(monkeypatch: Any, module: Any, name: str) -> list[Exception]:
+    """Make the async function `module.name` fail once, as under load a connection pool
+    does (`sqlalchemy.exc.TimeoutError`: neither a database nor a network error), then work
+    as before. The list it returns is empty once that failure has happened."""
+    real = getattr(module, name)
+    failures: list[Exception] = [
+        sa_exc.TimeoutError("QueuePool limit of size 20 overflow 10 reached")
+    ]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing_once)
+    return failures

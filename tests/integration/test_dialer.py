@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from tests.claiming import a_sender, claimed_for_later, waiting_for_the_window, window_around
 from tests.conftest import POSTGRES_URL
@@ -24,7 +23,7 @@ from tests.dialing import (
     running_service,
     wait_for,
 )
-from tests.support import Tenant, numbers
+from tests.support import Tenant, numbers, pool_timeout_once
 
 from outdial.campaign import lifecycle
 from outdial.campaign.state import RECIPIENT_FINAL
@@ -770,13 +769,13 @@ async def _placed_at_least(service: Service, count: int) -> bool:
     return bool((await service.observed())["created"] >= count)
 
 
-async def _claimed_unsent(service: Service, campaign_id: str) -> bool:
-    """Whether a dial of the campaign is claimed and waiting for its moment."""
+async def _claimed_unsent(service: Service, campaign_id: str) -> str | None:
+    """A call of the campaign claimed and waiting for its moment, if there is one."""
     query = select(Call.id).where(
         Call.campaign_id == campaign_id, Call.status == "queued", Call.dial_started_at.is_(None)
     )
     async with service.app.state.sessionmaker() as session:
-        return (await session.scalars(query.limit(1))).first() is not None
+        return (await session.scalars(query.limit(1))).first()
 
 
 async def _no_live_calls(service: Service) -> bool:
@@ -835,6 +834,33 @@ async def test_a_stopping_dialer_gives_back_what_it_has_not_sent(
                 assert dialed[person["phone_number"]] == 1
 
 
+async def test_a_call_hung_up_before_its_dial_is_never_placed(service: Service) -> None:
+    """`PATCH /calls/{id}` with `action: hangup` for a campaign call claimed and waiting for
+    its paced moment (or its pre-dial check's answer, or a send again after a 429): the
+    gate refuses it, nobody is called, and its recipient ends `cancelled` rather than being
+    dialed again. It used to be placed, the person's phone ringing, and hung up after."""
+    await service.scenario(**HUMANS_ONLY, talk_seconds=[30, 30])
+    tenant = await service.tenant()
+    slow = await tenant.phone_number(calls_per_second=0.25)  # one dial every four seconds
+    campaign = await campaign_of(tenant, 2, max_concurrency=2, phone_number_id=slow["id"])
+    call_id = await wait_for(lambda: _claimed_unsent(service, campaign["id"]), every=0.02)
+    await tenant.ok("PATCH", f"/calls/{call_id}", json={"action": "hangup"})
+
+    async def ended() -> Any:
+        call = await tenant.ok("GET", f"/calls/{call_id}")
+        return call if call["status"] == "canceled" else None
+
+    call = await wait_for(ended, timeout=20)
+    assert call["ended_reason"] == "hangup_requested"
+    assert (await service.observed())["dials_by_to"].get(call["to_number"], 0) == 0
+    (person,) = [
+        p
+        for p in await all_recipients(tenant, campaign["id"])
+        if p["phone_number"] == call["to_number"]
+    ]
+    assert (person["status"], person["attempts"]) == ("cancelled", 0)  # (nobody was called)
+
+
 async def test_a_surprise_in_one_claim_round_does_not_end_the_dialing(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -842,15 +868,7 @@ async def test_a_surprise_in_one_claim_round_does_not_end_the_dialing(
     connection pool's timeout under load, `sqlalchemy.exc.TimeoutError`, is neither) is
     logged and tried again; it used to end the dialer's loop for good, the API serving on
     and every campaign `running` with nobody dialed."""
-    real = claiming.lock_running_campaign
-    failures = [sa_exc.TimeoutError("QueuePool limit of size 20 overflow 10 reached")]
-
-    async def failing_once(session: Any, campaign_id: str) -> Any:
-        if failures:
-            raise failures.pop()
-        return await real(session, campaign_id)
-
-    monkeypatch.setattr(claiming, "lock_running_campaign", failing_once)
+    failures = pool_timeout_once(monkeypatch, claiming, "lock_running_campaign")
     await service.scenario(**HUMANS_ONLY)
     tenant = await service.tenant()
     campaign = await campaign_of(tenant, 3, max_concurrency=3)

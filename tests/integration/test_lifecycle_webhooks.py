@@ -7,6 +7,7 @@ outbox holds, through the delivery log. Sending is in test_webhook_delivery.py.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, cast
 
@@ -322,6 +323,8 @@ async def test_a_call_that_ends_before_its_dial_is_recorded_is_started_first_onc
     sent = [d["event"] for d in await logged(tenant, hook["id"])]
     assert [e["type"] for e in sent] == ["call.started", "call.ended", "recipient.final"]
     assert sent[0]["data"]["status"] == "queued" and sent[1]["data"]["status"] == "completed"
+    # (both name the provider's call: the end wrote the id before `call.started` read it)
+    assert sent[0]["data"]["provider_call_sid"] == sent[1]["data"]["provider_call_sid"] == "CA77"
     shown = await tenant.ok("GET", f"/calls/{call.id}")
     assert (shown["status"], shown["provider_call_sid"]) == ("completed", "CA77")
 
@@ -370,3 +373,35 @@ async def test_an_accounts_endpoints_are_read_once_per_transaction_not_beyond(
             assert await repository.subscribers(session, tenant.user_id, "call.ended") == [
                 hook["id"]
             ]
+
+
+async def test_an_endpoint_deleted_as_an_event_is_written_does_not_fail_the_change(
+    app: FastAPI, tenant: Tenant, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`DELETE /webhooks/{id}` committing between an event's read of the account's endpoints
+    and its deliveries' insert (PostgreSQL): the endpoint is read `FOR KEY SHARE`, so the
+    delete waits for the event's transaction and takes the delivery with it. Before, the
+    insert met the deleted endpoint's foreign key and the change that emitted the event (a
+    pause here; a provider callback too) failed with a 500."""
+    if backend != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite writes one at a time)")
+    hook = await register(tenant)
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": ANN}], scheduleStartTime="2190-01-01T00:00:00Z"
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")  # (waits for its start)
+    read = repository.subscribers
+    deleting: list[asyncio.Task[Any]] = []
+
+    async def then_deleted(session: Any, user_id: Any, type: str) -> list[str]:
+        found = await read(session, user_id, type)
+        deleting.append(asyncio.create_task(tenant.request("DELETE", f"/webhooks/{hook['id']}")))
+        await asyncio.sleep(0.5)  # the delete reaches PostgreSQL and waits for this one
+        return found
+
+    monkeypatch.setattr(repository, "subscribers", then_deleted)
+    paused = await tenant.request("POST", f"/campaign/{campaign['id']}/pause")
+    assert paused.status_code == 200, paused.text
+    (deleted,) = await asyncio.gather(*deleting)
+    assert deleted.status_code == 204
+    assert (await tenant.get(f"/webhooks/{hook['id']}")).status_code == 404

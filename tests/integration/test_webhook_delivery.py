@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from tests.conftest import POSTGRES_URL, new_tenant
 from tests.dialing import free_port, fresh_database, wait_for
 from tests.receiver import Answer, documented_verify, receiving
-from tests.support import Tenant
+from tests.support import Tenant, pool_timeout_once
 
 from outdial.app import create_app
 from outdial.config import Settings
@@ -319,3 +319,49 @@ async def test_two_claims_never_take_the_same_delivery(hooks: Hooks, backend: st
         )
     assert {item.delivery_id for item in expired} == first_ids | second
     assert {item.attempt for item in expired} == {2}
+
+
+async def test_an_answer_holding_a_nul_character_is_recorded_as_delivered(
+    hooks: Hooks, outbound: httpx.AsyncClient
+) -> None:
+    """An endpoint answering 200 with a body that holds U+0000 (a UTF-16 "OK") has its
+    event. PostgreSQL refused to store that body, the result went unrecorded, and the event
+    was sent again every time its lease ended, forever."""
+    async with receiving(then=Answer(200, "OK".encode("utf-16-le"))) as receiver:
+        hook = await hooks.register(receiver.url)
+        await hooks.emit()
+        deliverer = hooks.deliverer(outbound, lease=timedelta(seconds=1))
+        running = asyncio.create_task(deliverer.run())
+        try:
+            await asyncio.sleep(3)  # three leases
+        finally:
+            deliverer.stop()
+            await running
+    (delivery,) = await hooks.log(hook["id"])
+    assert len(receiver.received) == 1
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempts"][0]["response_body"] == "O\ufffdK\ufffd"
+
+
+async def test_a_surprise_in_one_delivery_round_does_not_end_delivery(
+    hooks: Hooks, outbound: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that fails with something other than a database or network error (the
+    connection pool's timeout under load) is logged and tried again; it used to end the
+    process's deliveries until a restart."""
+    failures = pool_timeout_once(monkeypatch, repository, "any_due")
+    async with receiving() as receiver:
+        hook = await hooks.register(receiver.url)
+        deliverer = hooks.deliverer(outbound)
+        running = asyncio.create_task(deliverer.run())
+        try:
+            await wait_for(lambda: _none_left(failures), timeout=10)
+            await hooks.emit()
+            await hooks.settled(hook["id"], "succeeded", timeout=10)
+        finally:
+            deliverer.stop()
+            await running
+
+
+async def _none_left(failures: list[Any]) -> bool:
+    return not failures

@@ -97,6 +97,10 @@ class Refusal:
 # A dial the dialer stopped before it was sent: its attempt back, due at once (another
 # worker, or this one restarted, dials it).
 STOPPED = Refusal("dialer_stopped", "the dialer stopped before the dial was sent")
+# A call hung up (`PATCH /calls`) before its dial was sent: never placed, and its recipient
+# is not dialed again for it (given back, it would be, seconds later).
+HUNG_UP = Refusal("hangup_requested", "hung up before the dial was sent", final="cancelled")
+_HUNG_UP = select(calls.c.hangup_requested).where(calls.c.id == bindparam("call_id"))
 
 
 def callback_base(public_base_url: str, provider: str, call_id: str, secret: str) -> str:
@@ -123,14 +127,15 @@ _LEASE = bindparam("lease_until", type_=calls.c.lease_expires_at.type)
 
 def _while_dialable(unsent: ColumnElement[bool], **values: Any) -> Update:
     """An UPDATE of the call (its lease renewed) that succeeds only while the call may be
-    dialed: still queued and `unsent`, its campaign still running, its number not on the
-    account's do-not-call list."""
+    dialed: still queued and `unsent`, not hung up (`PATCH /calls`), its campaign still
+    running, its number not on the account's do-not-call list."""
     return (
         update(calls)
         .where(
             calls.c.id == bindparam("call_id"),
             calls.c.status == "queued",
             unsent,
+            calls.c.hangup_requested.is_(False),
             calls.c.campaign_id.is_(None) | _RUNNING,
             ~do_not_call.call_listed(),
         )
@@ -353,6 +358,8 @@ class Sender:
     async def _refusal(self, job: DialJob) -> Refusal:
         """Why the gate (or its check before a send again) refused the dial."""
         async with self.sessionmaker() as session:
+            if await session.scalar(_HUNG_UP, {"call_id": job.call_id}):
+                return HUNG_UP
             listed = await do_not_call.is_listed(session, job.number.user_id, job.to_number)
         return Refusal("dnc", "dnc", final="skipped") if listed else Refusal("campaign_not_running")
 

@@ -771,6 +771,10 @@ async def finish_call(
     else:
         told = _events_session(session)
         if told is not None and by_provider and call.started_at is None:
+            # The event reads the call's row: what the callback says of the call (its
+            # provider id) is written first.
+            if changes:
+                await _update_call(session, call.id, **changes)
             await webhook_events.emit_call(told, call.id, "call.started", user_id=call.user_id)
         await _update_call(session, call.id, **values)
         if told is not None:

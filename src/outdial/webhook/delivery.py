@@ -136,6 +136,9 @@ class Deliverer:
                 except (DBAPIError, OSError) as exc:
                     log.warning("webhook delivery round failed, retrying: %s", exc)
                     claimed = 0
+                except Exception:  # a round's surprise (a pool timeout) must not end delivery
+                    log.exception("webhook delivery round failed, retrying")
+                    claimed = 0
                 if not claimed:
                     await self._idle()
         finally:

@@ -58,8 +58,14 @@ def no_endpoints(user_id: Any) -> ColumnElement[bool]:
     return ~exists().where(endpoints.c.user_id == user_id)
 
 
-_ENDPOINTS = select(endpoints.c.id, endpoints.c.events).where(
-    endpoints.c.user_id == bindparam("user_id")
+# `FOR KEY SHARE` (PostgreSQL; nothing on SQLite, one writer at a time): an endpoint being
+# deleted as an event is written waits for the event's transaction, and its cascade takes
+# the new deliveries with it; read without it, the deliveries' insert met the deleted row's
+# foreign key and the change that emitted the event (a pause, a callback) failed.
+_ENDPOINTS = (
+    select(endpoints.c.id, endpoints.c.events)
+    .where(endpoints.c.user_id == bindparam("user_id"))
+    .with_for_update(key_share=True)
 )
 ENDPOINTS_READ = "webhook_endpoints"  # session.info: each account's endpoints, this transaction
 
@@ -79,7 +85,11 @@ async def subscribers(
             rows = list((await run(session, _ENDPOINTS, {"user_id": user_id})).all())
             remember_endpoints(session, user_id, rows)
     else:
-        query = select(endpoints.c.id, endpoints.c.events).where(endpoints.c.user_id == user_id)
+        query = (
+            select(endpoints.c.id, endpoints.c.events)
+            .where(endpoints.c.user_id == user_id)
+            .with_for_update(key_share=True)
+        )
         rows = (await session.execute(query)).all()
     return [row.id for row in rows if row.events is None or type in row.events]
 
@@ -360,15 +370,15 @@ async def finish(
             finished_at=now,
             duration_ms=result.duration_ms,
             status_code=result.status_code,
-            error=result.error,
-            response_body=result.response_body,
+            error=_storable(result.error),
+            response_body=_storable(result.response_body),
         )
     )
     values: dict[str, Any] = {
         "lease_token": None,
         "updated_at": now,
         "last_status_code": result.status_code,
-        "last_error": result.error,
+        "last_error": _storable(result.error),
     }
     if result.succeeded:
         values |= {"status": "succeeded", "next_attempt_at": None, "delivered_at": now}
@@ -382,6 +392,12 @@ async def finish(
         .values(**values)
     )
     return bool(settled.rowcount)  # type: ignore[attr-defined]
+
+
+def _storable(text: str | None) -> str | None:
+    """Text an endpoint sent (or an error quoting it) as PostgreSQL stores text: without NUL
+    characters, which it refuses (the result unrecorded, the event was sent again forever)."""
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 async def purge_finished(session: AsyncSession, before: datetime) -> int:
