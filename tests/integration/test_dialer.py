@@ -1028,6 +1028,23 @@ async def test_calls_whose_callbacks_are_lost_are_reconciled(service: Service) -
     assert max((await service.observed())["peak_by_from"].values()) <= 4
 
 
+async def test_a_call_the_reaper_reconciles_keeps_what_the_provider_says_of_it(
+    service: Service,
+) -> None:
+    """Every callback of an answered call lost: the reaper asks the provider, which says
+    `completed` and how long the call lasted (well under a second here). The call keeps the
+    provider's duration, and the attempt is `completed`: the duration was measured to the
+    moment of the reap (the silence allowed a live call, ten minutes by default)."""
+    await service.scenario(**HUMANS_ONLY, drop_rate=1.0, talk_seconds=[0.1, 0.2])
+    tenant = await service.tenant()
+    campaign = await campaign_of(tenant, 1)
+    done = await finished(tenant, campaign["id"])
+    (call,) = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+    assert call["ended_reason"] == "reconciled"
+    assert call["duration_seconds"] is not None and call["duration_seconds"] <= 1
+    assert done["counts"]["completed"] == 1
+
+
 async def test_a_dial_placed_despite_an_error_answer_is_not_placed_twice(
     service: Service,
 ) -> None:

@@ -459,3 +459,33 @@ async def test_callbacks_of_another_provider_call_move_nothing(
         assert await events_of(service, call["id"]) == events, kind
     (person,) = await tenant.ok("GET", f"/campaign/{campaign['id']}/recipients")
     assert person["status"] == "in_progress"
+
+
+async def test_a_twilio_end_that_overtakes_its_answer_is_still_an_answered_call(
+    service: Service,
+) -> None:
+    """Twilio's callbacks may arrive out of order: a person answers during the answering-
+    machine wait and hangs up (no answer request is made), and `completed` with its billed
+    `CallDuration` comes before `in-progress`. The attempt is `completed`, as in order; it
+    was `failed` (no answer recorded yet), and a policy retrying failures called again a
+    person who had answered."""
+    tenant = await service.tenant()
+    call = await ringing_call(service, tenant)
+    secret, _ = service.app.state.carriers.call_secrets.new(
+        call["id"], "twilio", call["phone_number_id"]
+    )
+    path = f"/telephony/twilio/{call['id']}/{secret}/status"
+    base = {"CallSid": call["provider_call_sid"], "AccountSid": TWILIO_SID}
+    for form in (
+        {**base, "CallStatus": "completed", "CallDuration": "4", "SequenceNumber": "3"},
+        {**base, "CallStatus": "in-progress", "SequenceNumber": "2"},
+    ):
+        signature = RequestValidator("tok-secret-1").compute_signature(
+            service.base_url + path, form
+        )
+        sent = await service.http.post(path, data=form, headers={"X-Twilio-Signature": signature})
+        assert sent.status_code == 204
+    ended = await tenant.ok("GET", f"/calls/{call['id']}")
+    assert (ended["status"], ended["duration_seconds"]) == ("completed", 4)
+    (person,) = await tenant.ok("GET", f"/campaign/{call['campaign_id']}/recipients")
+    assert (person["status"], person["last_outcome"]) == ("completed", "completed")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from outdial.telephony.base import CallState
 from outdial.telephony.twilio import TwilioProvider
 from outdial.telephony.vobiz import VobizProvider
 
@@ -59,6 +60,30 @@ async def test_vobiz_find_reads_the_older_live_call_shape_and_the_records() -> N
         provider = VobizProvider(client, "MA_TEST", "t", base_url="http://vobiz/api/v1")
         found = await provider.find("+14156667778", "+14156667777", SINCE)
     assert found == ["97ceeb52-58b6-11e1-86da-77300b68f8bb", "aabbccdd-1234-5678-90ab-cdef12345678"]
+
+
+async def test_vobiz_fetch_finds_a_call_that_goes_live_between_its_questions() -> None:
+    """A call Vobiz held queued (its pacing, its concurrency) goes out between the two
+    questions of a fetch. Asked live first, it was in neither list and had no record yet:
+    unknown, and the reaper ended it while the person's phone rang. Asked queued first (a
+    call moves from that list to the live one), the second question finds it."""
+    uuid = "97ceeb52-58b6-11e1-86da-77300b68f8bb"
+    where = ["queued"]
+    asked: list[str] = []
+
+    def vobiz_api(request: httpx.Request) -> httpx.Response:
+        status = request.url.params.get("status")
+        asked.append(status or "record")
+        if status is None:
+            return httpx.Response(404, json={"error": "not found"})  # live: no record yet
+        found = status == where[0]
+        where[0] = "live"  # whichever list was asked first, the call goes out after it
+        return httpx.Response(200 if found else 404, json={"call_uuid": uuid})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(vobiz_api)) as client:
+        provider = VobizProvider(client, "MA_TEST", "t", base_url="http://vobiz/api/v1")
+        seen = await provider.fetch(uuid)
+    assert seen is not None and seen.state in (CallState.QUEUED, CallState.IN_PROGRESS), asked
 
 
 async def test_twilio_find_reads_rfc_2822_creation_times() -> None:

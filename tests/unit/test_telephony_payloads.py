@@ -121,7 +121,9 @@ def test_vobiz_hangup_reasons_that_change_what_follows() -> None:
         form = {"CallUUID": "u", "HangupCauseCode": code, "HangupCause": "X", "Duration": "0"}
         return vobiz.parse_hangup({**form, "CallStatus": "failed"})
 
-    for code in ("2000", "2010", "3050", "3120"):  # no such number: never retried
+    # No such number, or one barred (the country by geo permissions, the number, its
+    # prefix): never retried.
+    for code in ("2000", "2010", "2030", "2040", "2050", "3050", "3120"):
         assert hangup(code).reason == "invalid_number" and hangup(code).account_problem is None
     for code in ("1010", "2070", "3030", "3140"):  # the account's: the campaign pauses
         event = hangup(code)
@@ -133,6 +135,21 @@ def test_vobiz_hangup_reasons_that_change_what_follows() -> None:
         {"CallUUID": "u", "HangupCauseCode": "1010", "HangupCause": "X", "Duration": "42"}
     )
     assert cut.reason == "X" and cut.account_problem and cut.duration_seconds == 42
+
+
+def test_a_vobiz_hangup_without_its_code_is_read_from_its_named_cause() -> None:
+    """`HangupCause` holds FreeSWITCH's names; a hang-up whose `HangupCauseCode` is missing
+    or empty (its `CallStatus` then often `completed`) is busy, no answer or cancelled by
+    its name, not a failure: the retry policy's decision depends on it."""
+    for name, expected in (
+        ("USER_BUSY", CallState.BUSY),
+        ("NO_ANSWER", CallState.NO_ANSWER),
+        ("ORIGINATOR_CANCEL", CallState.CANCELED),
+        ("NORMAL_CLEARING", CallState.COMPLETED),
+    ):
+        form = {"CallUUID": "u", "HangupCause": name, "CallStatus": "completed", "Duration": "0"}
+        assert vobiz.parse_hangup(form).state is expected, name
+        assert vobiz.parse_hangup({**form, "HangupCauseCode": ""}).state is expected, name
 
 
 def test_vobiz_machine_detection_callback() -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from outdial.database import write_transaction
 from outdial.dialer import control, store
 from outdial.models import Call, Campaign, PhoneNumber
-from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind
+from outdial.telephony.base import UNREADABLE, CallState, DialError, DialErrorKind, ProviderCall
 from outdial.telephony.registry import Carriers, UnreadableCredentials
 
 log = logging.getLogger("outdial.dialer")
@@ -239,8 +239,10 @@ async def _finish_each(
     now: datetime,
     reason: str,
     still: Callable[[store.CallRow], bool] = lambda _call: True,
+    duration: int | None = None,
 ) -> set[str]:
-    """End each call, if what selected it (`still`) holds of it once locked."""
+    """End each call, if what selected it (`still`) holds of it once locked (`duration`:
+    the provider's, when it told one)."""
     woken = set()
     for call_id in ids:
         async with write_transaction(sessionmaker) as session:
@@ -248,7 +250,9 @@ async def _finish_each(
             if (
                 call is not None
                 and still(call)
-                and await store.finish_call(session, call, state, now, reason=reason)
+                and await store.finish_call(
+                    session, call, state, now, reason=reason, duration=duration
+                )
             ):
                 woken.add(call.campaign_id or "")
     return woken - {""}
@@ -279,14 +283,14 @@ async def _reconcile_silent_calls(
 
     async def ask(call_id: str, number: PhoneNumber | None, account: Account) -> None:
         nonlocal woken
-        waits, state = await _ask_provider(
+        waits, seen = await _ask_provider(
             sessionmaker, carriers, call_id, number, account, failing, over
         )
         if waits:
             return
-        if state is None:
+        if seen is None:
             woken |= await _finish_each(sessionmaker, [call_id], CallState.FAILED, now, "lost")
-        elif state in (
+        elif seen.state in (
             CallState.QUEUED,
             CallState.INITIATED,
             CallState.RINGING,
@@ -297,7 +301,10 @@ async def _reconcile_silent_calls(
                 if call is not None:
                     call.last_event_at = now
         else:
-            woken |= await _finish_each(sessionmaker, [call_id], state, now, "reconciled")
+            told = seen.duration_seconds
+            woken |= await _finish_each(
+                sessionmaker, [call_id], seen.state, now, "reconciled", duration=told
+            )
 
     await _account_by_account(sessionmaker, carriers, await _ids(sessionmaker, silent), ask)
     return woken
@@ -311,9 +318,9 @@ async def _ask_provider(
     account: Account,
     failing: set[Account],
     over: datetime,
-) -> tuple[bool, CallState | None]:
+) -> tuple[bool, ProviderCall | None]:
     """Whether the call waits for the next round (its provider account could not answer
-    earlier in this one), and else its state as the provider says (None: unknown to it, no
+    earlier in this one), and else the call as the provider says (None: unknown to it, no
     number or provider id to ask with, or dialed before `over` and the provider cannot say:
     then it is over however it ended)."""
     async with sessionmaker() as session:
@@ -330,8 +337,8 @@ async def _ask_provider(
             failing.add(account)
         if (call.dial_started_at or call.created_at) < over:
             return False, None  # past any call's time limit: `lost`
-        return False, CallState.IN_PROGRESS  # ask again later rather than guess
-    return False, seen.state if seen else None
+        return False, ProviderCall(CallState.IN_PROGRESS)  # ask again later, not guess
+    return False, seen
 
 
 async def _end_schedules(sessionmaker: Sessions, now: datetime) -> None:

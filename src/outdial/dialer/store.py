@@ -760,7 +760,10 @@ async def finish_call(
         values["duration_seconds"] = duration
     elif call.answered_at is not None:
         values["duration_seconds"] = max(0, round((now - call.answered_at).total_seconds()))
-    outcome = attempt_outcome(state, call.answered_by, call.answered_at is not None)
+    # Answered: its answer was recorded, or the provider bills a duration (Twilio's
+    # `completed` can overtake its own `in-progress`; the reaper learns only the end).
+    answered = call.answered_at is not None or bool(duration)
+    outcome = attempt_outcome(state, call.answered_by, answered)
     values["ended_reason"] = (reason or ENDED_REASONS[outcome])[:40]
     if call.talk_ended_reason and talked(state, call.answered_by):
         # The conversation ended first and said why (voice/service.talk_ended).

@@ -52,7 +52,17 @@ _STATUS_STATES = {
     "failed": CallState.FAILED,
     "completed": CallState.COMPLETED,
 }
-INVALID_NUMBER_CAUSES = frozenset({"2000", "2010", "3050", "3120"})
+# Destinations that cannot be reached whatever is tried again: invalid, out of service,
+# unallocated, no such user, and barred (the country by geo permissions, the number, its
+# prefix), as Twilio's refusals of such dials (`twilio.INVALID_NUMBER_CODES`).
+INVALID_NUMBER_CAUSES = frozenset({"2000", "2010", "2030", "2040", "2050", "3050", "3120"})
+# The FreeSWITCH names of `HangupCause`, for a hang-up that came without its code.
+_NAMED_CAUSES = {
+    "NORMAL_CLEARING": "4000",
+    "ORIGINATOR_CANCEL": "1000",
+    "NO_ANSWER": "3000",
+    "USER_BUSY": "3010",
+}
 # Causes that say the account or the caller number cannot place calls at all: every dial
 # would end so until someone fixes it (docs/dialer.md, "The breaker").
 ACCOUNT_CAUSES = {
@@ -121,7 +131,10 @@ class VobizProvider:
             raise _dial_error(response)
 
     async def fetch(self, provider_call_id: str) -> ProviderCall | None:
-        for status, state in (("live", CallState.IN_PROGRESS), ("queued", CallState.QUEUED)):
+        # Queued first: a call moves from that list to the live one, so one that moves
+        # between the two questions is found in the second (asked the other way, in
+        # neither, and with no record yet, it read as unknown: the reaper ended it ringing).
+        for status, state in (("queued", CallState.QUEUED), ("live", CallState.IN_PROGRESS)):
             current = await self._send(
                 "GET", f"{self._calls}{provider_call_id}/", params={"status": status}
             )
@@ -136,7 +149,11 @@ class VobizProvider:
             raise _dial_error(record)
         try:
             body = record.json()
-            state = _hangup_state(str(body.get("hangup_cause_code", "")), body.get("call_status"))
+            state = _hangup_state(
+                str(body.get("hangup_cause_code") or ""),
+                body.get("call_status"),
+                body.get("hangup_cause_name"),
+            )
             duration = body.get("bill_duration") or body.get("duration")
             return ProviderCall(state, int(duration) if duration else None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -261,7 +278,8 @@ def verify(url: str, nonce: str | None, signature: str | None, auth_token: str) 
     return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(","))
 
 
-def _hangup_state(cause: str, status: str | None) -> CallState:
+def _hangup_state(cause: str, status: str | None, named: str | None = None) -> CallState:
+    cause = cause or _NAMED_CAUSES.get(named or "", "")
     if cause in _CAUSE_STATES:
         return _CAUSE_STATES[cause]
     if status and status in _STATUS_STATES and status != "completed":
@@ -307,7 +325,7 @@ def parse_voicemail(form: Mapping[str, str]) -> CallEvent:
 
 
 def parse_hangup(form: Mapping[str, str]) -> CallEvent:
-    cause = form.get("HangupCauseCode", "")
+    cause = form.get("HangupCauseCode") or _NAMED_CAUSES.get(form.get("HangupCause", ""), "")
     duration = form.get("Duration") or form.get("BillDuration")
     account = ACCOUNT_CAUSES.get(cause)
     answered = bool(form.get("AnswerTime")) or (duration or "0") != "0"
