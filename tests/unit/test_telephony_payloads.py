@@ -52,6 +52,10 @@ def test_twilio_completed_status_callback() -> None:
         3,
     )
     assert event.dedupe_key == "status:completed:3"
+    # Twilio's terminal callbacks carry a SIP code: only a failure's says why it ended.
+    assert twilio.parse_status({**form, "SipResponseCode": "200"}).reason is None
+    busy = {**form, "CallStatus": "busy", "SipResponseCode": "486"}
+    assert twilio.parse_status(busy).reason is None
 
 
 def test_twilio_failed_and_no_answer_callbacks() -> None:

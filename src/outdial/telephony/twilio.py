@@ -204,7 +204,9 @@ def parse_status(form: Mapping[str, str]) -> CallEvent:
         verdict=verdict(form.get("AnsweredBy")),
         duration_seconds=int(duration) if duration and duration.isdigit() else None,
         sequence=int(sequence) if sequence and sequence.isdigit() else None,
-        reason=form.get("SipResponseCode"),
+        # (A failure's SIP code says why; on the other ends, 200, 486, 487 would only stand
+        # in for the outcome's own words in `ended_reason`.)
+        reason=form.get("SipResponseCode") if status == "failed" else None,
         dedupe_key=f"status:{status}:{sequence}",
     )
 
