@@ -363,6 +363,30 @@ async def ringing_call_of(tenant: Tenant, campaign_id: str) -> dict[str, Any]:
     return dict(await wait_for(ringing))
 
 
+async def signed_callback(
+    service: Service, call: dict[str, Any], kind: str, form: dict[str, str]
+) -> httpx.Response:
+    """A callback of kind `kind` for `call` (as `GET /calls` shows it), as its provider
+    sends one: to the call's own URL (its secret in the path), signed with the test
+    numbers' tokens."""
+    provider = call["provider"]
+    secrets = service.app.state.carriers.call_secrets
+    secret, _ = secrets.new(call["id"], provider, call["phone_number_id"])
+    path = f"/telephony/{provider}/{call['id']}/{secret}/{kind}"
+    if provider == "twilio":
+        signature = RequestValidator("tok-secret-1").compute_signature(
+            service.base_url + path, form
+        )
+        headers = {"X-Twilio-Signature": signature}
+    else:
+        nonce = "12345678901234567890"
+        headers = {
+            "X-Vobiz-Signature-V3": vobiz.sign_v3(service.base_url + path, nonce, "vobiz-secret-1"),
+            "X-Vobiz-Signature-V3-Nonce": nonce,
+        }
+    return await service.http.post(path, data=form, headers=headers)
+
+
 @pytest.mark.parametrize("provider", ["twilio", "vobiz"])
 async def test_callbacks_of_another_provider_call_move_nothing(
     service: Service, provider: str
@@ -391,23 +415,9 @@ async def test_callbacks_of_another_provider_call_move_nothing(
 
     call = await wait_for(ringing)
     events = await events_of(service, call["id"])
-    secret, _ = service.app.state.carriers.call_secrets.new(call["id"], provider, number["id"])
 
     async def post(kind: str, form: dict[str, str]) -> httpx.Response:
-        path = f"/telephony/{provider}/{call['id']}/{secret}/{kind}"
-        if provider == "twilio":
-            token = "tok-secret-1"
-            signature = RequestValidator(token).compute_signature(service.base_url + path, form)
-            headers = {"X-Twilio-Signature": signature}
-        else:
-            nonce = "12345678901234567890"
-            headers = {
-                "X-Vobiz-Signature-V3": vobiz.sign_v3(
-                    service.base_url + path, nonce, "vobiz-secret-1"
-                ),
-                "X-Vobiz-Signature-V3-Nonce": nonce,
-            }
-        return await service.http.post(path, data=form, headers=headers)
+        return await signed_callback(service, call, kind, form)
 
     other = "CA" + "f" * 32 if provider == "twilio" else "ffffffff-0000-4000-8000-000000000000"
     if provider == "twilio":
@@ -471,21 +481,52 @@ async def test_a_twilio_end_that_overtakes_its_answer_is_still_an_answered_call(
     person who had answered."""
     tenant = await service.tenant()
     call = await ringing_call(service, tenant)
-    secret, _ = service.app.state.carriers.call_secrets.new(
-        call["id"], "twilio", call["phone_number_id"]
-    )
-    path = f"/telephony/twilio/{call['id']}/{secret}/status"
     base = {"CallSid": call["provider_call_sid"], "AccountSid": TWILIO_SID}
     for form in (
         {**base, "CallStatus": "completed", "CallDuration": "4", "SequenceNumber": "3"},
         {**base, "CallStatus": "in-progress", "SequenceNumber": "2"},
     ):
-        signature = RequestValidator("tok-secret-1").compute_signature(
-            service.base_url + path, form
-        )
-        sent = await service.http.post(path, data=form, headers={"X-Twilio-Signature": signature})
-        assert sent.status_code == 204
+        assert (await signed_callback(service, call, "status", form)).status_code == 204
     ended = await tenant.ok("GET", f"/calls/{call['id']}")
     assert (ended["status"], ended["duration_seconds"]) == ("completed", 4)
     (person,) = await tenant.ok("GET", f"/campaign/{call['campaign_id']}/recipients")
     assert (person["status"], person["last_outcome"]) == ("completed", "completed")
+
+
+async def test_a_repeated_account_refusal_pauses_when_the_first_could_not(
+    service: Service,
+) -> None:
+    """Vobiz's hang-up for the account's sake (1010, out of credits) pauses the campaign
+    after the hang-up's own transaction. Should the process die between the two (the end
+    written, no pause), Vobiz's repeat of the hang-up, which changes nothing else, pauses
+    it."""
+    tenant = await service.tenant()
+    await service.scenario(ring_seconds=[30, 30])
+    number = await tenant.phone_number("+919876543210", provider="vobiz")
+    campaign = await tenant.campaign(
+        recipients=[{"phone_number": "+919876500001"}],
+        phone_number_id=number["id"],
+        channel="vobiz",
+    )
+    await tenant.ok("POST", f"/campaign/{campaign['id']}/start")
+
+    async def ringing() -> Any:
+        calls = await tenant.ok("GET", "/calls", params={"campaign_id": campaign["id"]})
+        return calls[0] if calls and calls[0]["status"] == "ringing" else None
+
+    call = await wait_for(ringing)
+    form = {
+        "CallUUID": call["provider_call_sid"],
+        "RequestUUID": call["provider_call_sid"],
+        "CallStatus": "failed",
+        "HangupCauseCode": "1010",
+        "HangupCause": "CALL_REJECTED",
+        "Duration": "0",
+    }
+    sessionmaker = service.app.state.sessionmaker
+    first = await store.apply_alone(sessionmaker, call["id"], vobiz.parse_hangup(form), form)
+    assert first is not None and first.ended  # the end written; its pause never made
+    assert (await tenant.ok("GET", f"/campaign/{campaign['id']}"))["status"] == "running"
+    assert (await signed_callback(service, call, "hangup", form)).status_code == 204
+    paused = await tenant.ok("GET", f"/campaign/{campaign['id']}")
+    assert paused["status"] == "paused" and "out of credits" in paused["status_reason"]
