@@ -729,11 +729,12 @@ async def test_a_dial_never_placed_on_any_try_keeps_its_attempt(
         assert seen["server_errors"] >= 2 and seen["lookups"] >= 2
 
 
-async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
+async def test_a_hang_up_asked_while_the_dial_backs_off_places_nothing(
     service: Service,
 ) -> None:
     """`PATCH /calls/{id}` hangup on a call not yet with the provider (here: backing off
-    after a 429) is carried out as soon as the provider has it."""
+    after a 429): its next send is not made, and the call ends `canceled`. (It used to be
+    sent, placed, and hung up once the provider had it.)"""
     ringing_long = {**HUMANS_ONLY, "human": 0, "no_answer": 1, "ring_seconds": [30, 30]}
     await service.scenario(**ringing_long, rate_limit_rate=1.0)
     tenant = await service.tenant()
@@ -749,8 +750,9 @@ async def test_a_hang_up_asked_while_the_dial_is_on_its_way_ends_the_call(
         return call if call["status"] not in LIVE_STATUSES else None
 
     call = await wait_for(ended, timeout=15)  # not the 30 s it would ring
-    assert call["provider_call_sid"]
-    assert (await service.observed())["created"] == 1
+    assert (call["status"], call["ended_reason"]) == ("canceled", "hangup_requested")
+    assert call["provider_call_sid"] is None
+    assert (await service.observed())["created"] == 0
 
 
 async def _refused_at_least(service: Service, count: int) -> bool:
