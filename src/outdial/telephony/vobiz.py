@@ -149,11 +149,7 @@ class VobizProvider:
             raise _dial_error(record)
         try:
             body = record.json()
-            state = _hangup_state(
-                str(body.get("hangup_cause_code") or ""),
-                body.get("call_status"),
-                body.get("hangup_cause_name"),
-            )
+            state = _hangup_state(str(body.get("hangup_cause_code", "")), body.get("call_status"))
             duration = body.get("bill_duration") or body.get("duration")
             return ProviderCall(state, int(duration) if duration else None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -278,8 +274,7 @@ def verify(url: str, nonce: str | None, signature: str | None, auth_token: str) 
     return any(hmac.compare_digest(expected, part.strip()) for part in signature.split(","))
 
 
-def _hangup_state(cause: str, status: str | None, named: str | None = None) -> CallState:
-    cause = cause or _NAMED_CAUSES.get(named or "", "")
+def _hangup_state(cause: str, status: str | None) -> CallState:
     if cause in _CAUSE_STATES:
         return _CAUSE_STATES[cause]
     if status and status in _STATUS_STATES and status != "completed":

@@ -62,11 +62,15 @@ def no_endpoints(user_id: Any) -> ColumnElement[bool]:
 # deleted as an event is written waits for the event's transaction, and its cascade takes
 # the new deliveries with it; read without it, the deliveries' insert met the deleted row's
 # foreign key and the change that emitted the event (a pause, a callback) failed.
-_ENDPOINTS = (
-    select(endpoints.c.id, endpoints.c.events)
-    .where(endpoints.c.user_id == bindparam("user_id"))
-    .with_for_update(key_share=True)
-)
+def _endpoints_of(user_id: Any) -> Select[Any]:
+    return (
+        select(endpoints.c.id, endpoints.c.events)
+        .where(endpoints.c.user_id == user_id)
+        .with_for_update(key_share=True)
+    )
+
+
+_ENDPOINTS = _endpoints_of(bindparam("user_id"))
 ENDPOINTS_READ = "webhook_endpoints"  # session.info: each account's endpoints, this transaction
 
 
@@ -85,12 +89,7 @@ async def subscribers(
             rows = list((await run(session, _ENDPOINTS, {"user_id": user_id})).all())
             remember_endpoints(session, user_id, rows)
     else:
-        query = (
-            select(endpoints.c.id, endpoints.c.events)
-            .where(endpoints.c.user_id == user_id)
-            .with_for_update(key_share=True)
-        )
-        rows = (await session.execute(query)).all()
+        rows = (await session.execute(_endpoints_of(user_id))).all()
     return [row.id for row in rows if row.events is None or type in row.events]
 
 
@@ -363,6 +362,7 @@ async def finish(
     when `retry_at` is None. False when the lease was lost (another worker took the
     delivery after the lease ran out): only the log changes then.
     """
+    error = _storable(result.error)
     await session.execute(
         update(attempts)
         .where(attempts.c.delivery_id == claimed.delivery_id, attempts.c.attempt == claimed.attempt)
@@ -370,7 +370,7 @@ async def finish(
             finished_at=now,
             duration_ms=result.duration_ms,
             status_code=result.status_code,
-            error=_storable(result.error),
+            error=error,
             response_body=_storable(result.response_body),
         )
     )
@@ -378,7 +378,7 @@ async def finish(
         "lease_token": None,
         "updated_at": now,
         "last_status_code": result.status_code,
-        "last_error": _storable(result.error),
+        "last_error": error,
     }
     if result.succeeded:
         values |= {"status": "succeeded", "next_attempt_at": None, "delivered_at": now}
